@@ -45,6 +45,8 @@ LOGICAL_AXES = {
     'conv_width': 'convolution kernel columns',
     'conv_in': 'convolution input channels',
     'conv_out': 'convolution output channels',
+    # Projection of ViT tokens to the T5 width.
+    'proj_in': 'input features of the image-to-text projection',
     # Small dense layers of the heads.
     'head_in': 'input features of a head MLP layer',
     'head_out': 'output features of a head MLP layer',
@@ -80,6 +82,7 @@ def standard_logical_axis_rules(
       ('conv_width', None),
       ('conv_in', None),
       ('head_in', None),
+      ('proj_in', None),
       ('unmodeled', None),
   ]
   unknown = sorted({name for name, _ in rules} - set(LOGICAL_AXES))

@@ -1,0 +1,241 @@
+# Copyright 2026 The richhf_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The model wrapper: losses, prediction with decoding, initial variables.
+
+The small interface of t5x's `BaseModel`: `get_initial_variables`, `loss_fn`,
+`predict_batch`. The optimizer stays out of it (the trainer owns it).
+
+Batch keys (see docs/architecture.md): `image` [B, S, S, 3],
+`encoder_input_tokens` [B, L] (or [B, K, L] for augmented prompts),
+`decoder_input_tokens`, `decoder_target_tokens`, `decoder_loss_weights`
+[B, T], `implausibility_heatmap`, `misalignment_heatmap` [B, H, W],
+`scores` [B, 4].
+"""
+
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from richhf_jax import decoding
+from richhf_jax.models import rahf
+
+Array = jax.Array
+PyTree = Any
+
+EOS_ID = 1
+PAD_ID = 0
+
+_REQUIRED_KEYS = ('image', 'encoder_input_tokens', 'decoder_input_tokens',
+                  'decoder_target_tokens', 'decoder_loss_weights',
+                  'implausibility_heatmap', 'misalignment_heatmap', 'scores')
+
+
+def check_batch(batch: Mapping[str, Any], config: rahf.RAHFConfig) -> None:
+  """Raises ValueError naming the key when a training batch is malformed."""
+  missing = [k for k in _REQUIRED_KEYS if k not in batch]
+  if missing:
+    raise ValueError(f'batch is missing features {missing}; it has '
+                     f'{sorted(batch)}')
+  s = config.vit.image_size
+  img = batch['image'].shape
+  if len(img) != 4 or img[1:] != (s, s, 3):
+    raise ValueError(f'batch["image"] has shape {img}; expected '
+                     f'[B, {s}, {s}, 3] for vit.image_size={s}')
+  hm = tuple(config.heatmap_size)
+  for k in rahf.HEATMAP_TYPES:
+    shape = batch[f'{k}_heatmap'].shape
+    if tuple(shape[1:]) != hm:
+      raise ValueError(
+          f'batch["{k}_heatmap"] has shape {shape}; the heatmap head outputs '
+          f'[B, {hm[0]}, {hm[1]}] (set the data pipeline heatmap size to the '
+          'head resolution)')
+  if batch['scores'].shape[1:] != (len(rahf.SCORE_TYPES),):
+    raise ValueError(f'batch["scores"] has shape {batch["scores"].shape}; '
+                     f'expected [B, {len(rahf.SCORE_TYPES)}]')
+
+
+def cross_entropy(logits: Array, targets: Array,
+                  weights: Array) -> tuple[Array, Array]:
+  """Weighted mean token cross entropy and accuracy (float32)."""
+  logits = logits.astype(jnp.float32)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+  weights = weights.astype(jnp.float32)
+  denom = jnp.maximum(weights.sum(), 1.0)
+  acc = ((jnp.argmax(logits, -1) == targets) * weights).sum() / denom
+  return (ce * weights).sum() / denom, acc
+
+
+class RAHFModel:
+  """Wraps the `RAHF` module with its losses and prediction.
+
+  Attributes:
+    config: the whole-model configuration.
+    module: the flax module.
+  """
+
+  def __init__(self, config: rahf.RAHFConfig):
+    self.config = config
+    self.module = rahf.RAHF(config)
+
+  # --------------------------------------------------------------------------
+  # Variables.
+  # --------------------------------------------------------------------------
+
+  def dummy_inputs(self, batch_size: int = 1, input_length: int = 8,
+                   target_length: int = 8) -> dict[str, Array]:
+    """Zero inputs of the right shapes (for init and compilation)."""
+    s = self.config.vit.image_size
+    tok_shape = (batch_size, input_length)
+    if self.config.variant == 'augmented':
+      tok_shape = (batch_size, self.config.num_tasks, input_length)
+    return {
+        'image': jnp.zeros((batch_size, s, s, 3), jnp.float32),
+        'encoder_input_tokens': jnp.ones(tok_shape, jnp.int32),
+        'decoder_input_tokens': jnp.ones((batch_size, target_length),
+                                         jnp.int32),
+    }
+
+  def get_initial_variables(self, rng: Array, input_length: int = 8,
+                            target_length: int = 8) -> PyTree:
+    """Initial variables (params boxed with their logical axis names)."""
+    x = self.dummy_inputs(1, input_length, target_length)
+    return self.module.init(
+        {'params': rng, 'dropout': rng}, x['image'],
+        x['encoder_input_tokens'], x['decoder_input_tokens'], train=False)
+
+  # --------------------------------------------------------------------------
+  # Training.
+  # --------------------------------------------------------------------------
+
+  def loss_fn(self, params: PyTree, batch: Mapping[str, Array],
+              dropout_rng: Array | None) -> tuple[Array, dict[str, Array]]:
+    """Weighted sum of heatmap MSE, score MSE and token cross entropy.
+
+    Args:
+      params: model parameters (unboxed).
+      batch: a training batch (see module docstring).
+      dropout_rng: enables dropout when given.
+
+    Returns:
+      (total loss, aux) where aux holds every loss term separately under
+      `loss/<name>` plus `text/accuracy`.
+    """
+    cfg = self.config
+    train = dropout_rng is not None
+    rngs = {'dropout': dropout_rng} if train else {}
+    out = self.module.apply(
+        {'params': params}, batch['image'], batch['encoder_input_tokens'],
+        batch['decoder_input_tokens'], train=train, rngs=rngs)
+    aux = {}
+    total = 0.0
+    for k in rahf.HEATMAP_TYPES:
+      gt = batch[f'{k}_heatmap'].astype(jnp.float32)
+      term = jnp.mean(jnp.square(out[f'{k}_heatmap'] - gt))
+      aux[f'loss/{k}_heatmap'] = term
+      total += cfg.heatmap_loss_weight * term
+    sq = jnp.square(out['scores'] - batch['scores'].astype(jnp.float32))
+    for i, k in enumerate(rahf.SCORE_TYPES):
+      term = jnp.mean(sq[:, i])
+      aux[f'loss/{k}_score'] = term
+      total += cfg.score_loss_weight * term
+    text_loss, acc = cross_entropy(out['logits'],
+                                   batch['decoder_target_tokens'],
+                                   batch['decoder_loss_weights'])
+    aux['loss/text'] = text_loss
+    aux['text/accuracy'] = acc
+    total += cfg.text_loss_weight * text_loss
+    aux['loss/total'] = total
+    return total, aux
+
+  # --------------------------------------------------------------------------
+  # Inference.
+  # --------------------------------------------------------------------------
+
+  def predict_batch(self, params: PyTree, batch: Mapping[str, Array], *,
+                    max_decode_length: int,
+                    num_beams: int = 1,
+                    return_loss: bool = False) -> dict[str, Array]:
+    """Heatmaps, scores and decoded keyword tokens for a batch.
+
+    The encoder runs once; its output feeds the heads and the cached decoder.
+
+    Args:
+      params: model parameters.
+      batch: needs `image` and `encoder_input_tokens`.
+      max_decode_length: decoded sequence length (tokens after the start).
+      num_beams: 1 = greedy, else beam search.
+      return_loss: also return the training loss terms (the batch must then
+        carry targets); they reuse the same encoder output.
+
+    Returns:
+      dict with `implausibility_heatmap`, `misalignment_heatmap` [B, H, W],
+      `scores` [B, 4], `decoded` [B, max_decode_length] int32 (0-padded after
+      EOS), and `loss/...` terms when asked.
+    """
+    variables = {'params': params}
+    encoded, mask = self.module.apply(
+        variables, batch['image'], batch['encoder_input_tokens'],
+        method=rahf.RAHF.encode)
+    out = self.module.apply(variables, encoded, method=rahf.RAHF.predict_heads)
+    kw_encoded, kw_mask = self.module.apply(
+        variables, encoded, mask, method=rahf.RAHF.keyword_encoding)
+    out['decoded'] = self._decode(params, kw_encoded, kw_mask,
+                                  max_decode_length, num_beams)
+    if return_loss:
+      logits = self.module.apply(
+          variables, kw_encoded, kw_mask, batch['decoder_input_tokens'],
+          method=rahf.RAHF.decode)
+      text_loss, _ = cross_entropy(logits, batch['decoder_target_tokens'],
+                                   batch['decoder_loss_weights'])
+      out['loss/text'] = text_loss
+    return out
+
+  def _decode(self, params: PyTree, encoded: Array, mask: Array,
+              max_decode_length: int, num_beams: int) -> Array:
+    """Autoregressive decoding with the KV cache: [B, max_decode_length]."""
+    batch = encoded.shape[0]
+    # Initialises the cache (for B sequences; beam search tiles it).
+    dummy = jnp.zeros((batch, 1), jnp.int32)
+    cache = self.module.apply(
+        {'params': params}, encoded, mask, dummy, decode=True,
+        max_decode_length=max_decode_length, method=rahf.RAHF.decode,
+        mutable=['cache'])[1]['cache']
+    if num_beams > 1:
+      encoded = decoding.flat_batch_beam_expand(encoded, num_beams)
+      mask = decoding.flat_batch_beam_expand(mask, num_beams)
+
+    def tokens_to_logits(tokens, cache):
+      logits, new_vars = self.module.apply(
+          {'params': params, 'cache': cache}, encoded, mask, tokens,
+          decode=True, max_decode_length=max_decode_length,
+          method=rahf.RAHF.decode, mutable=['cache'])
+      return logits[:, -1], new_vars['cache']
+
+    if num_beams > 1:
+      seqs, _ = decoding.beam_search(
+          tokens_to_logits, cache, batch_size=batch, beam_size=num_beams,
+          max_decode_len=max_decode_length, eos_id=EOS_ID)
+      return seqs[:, 0]
+    seqs, _ = decoding.greedy_decode(
+        tokens_to_logits, cache, batch_size=batch,
+        max_decode_len=max_decode_length, eos_id=EOS_ID)
+    return seqs
+
+
+def unbox(tree: PyTree) -> PyTree:
+  """Strips logical-partitioning boxes."""
+  return nn.meta.unbox(tree)

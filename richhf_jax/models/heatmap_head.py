@@ -1,0 +1,300 @@
+# Copyright 2026 The richhf_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Heatmap head of RAHF: fused image tokens -> per-pixel heatmap in [0, 1].
+
+Paper Sec. 4.1 / Fig. 3: the image part of the fusion encoder's output is
+reshaped to a feature map, passed through conv layers, upsampled by
+transposed-conv ("deconv") layers and squashed by a sigmoid.
+
+The `port` preset reproduces `HeatmapPredictor` of the public PyTorch port
+(github.com/youweiliang/RichHF, `model.py`) op for op:
+
+  conv_layers:  conv3x3(D->768) relu norm, conv3x3(768->384) relu norm
+  4 blocks (768, 384, 384, 192):
+    deconv3x3 s2 p1 op1 -> norm -> relu             (x = that; id = x)
+    conv3x3 -> norm -> relu -> conv3x3 -> norm      (residual pair)
+    x = relu(x + id)
+  conv3x3(192->192) relu, conv3x3(192->1), sigmoid
+
+All convs have biases; the norm is a channel RMS norm with a learned scale,
+`x * rsqrt(mean_c(x^2) + 1e-8) * scale` (epsilon inside the square root).
+
+Parameter names (this tree is the checkpoint format) and their port names,
+for `port` (i over blocks 0..3):
+
+  conv_{0,1}/{kernel,bias}          conv_layers.{0,3}.{weight,bias}
+  norm_{0,1}/scale                  conv_layers.{2,5}.scale
+  upsample_i/deconv/{kernel,bias}   deconv_layers.i.0.{weight,bias}
+  upsample_i/deconv_norm/scale      deconv_layers.i.1.scale
+  upsample_i/res_conv_{0,1}/...     conv_layers2.i.{0,3}.{weight,bias}
+  upsample_i/res_norm_{0,1}/scale   conv_layers2.i.{1,4}.scale
+  final_conv_0/{kernel,bias}        last_conv1.{weight,bias}
+  out_conv/{kernel,bias}            last_conv2.{weight,bias}
+
+Weight layouts and the PyTorch -> JAX transposes are in `conv_layers`; norm
+scales `[C, 1, 1]` in the port reshape to `[C]`.
+
+Dtype policy: params float32; convs run in `config.dtype`; norms, the output
+logits and the sigmoid run in float32.
+"""
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from richhf_jax.models import conv_layers
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class HeatmapHeadConfig:
+  """Architecture of a heatmap head.
+
+  Attributes:
+    conv_channels: output channels of the stride-1 conv layers applied to the
+      feature map before upsampling (`conv_{i}`).
+    conv_order: ops after each of those convs, one of
+      `conv_layers.POST_CONV_ORDERS` ('act_norm' in the port).
+    upsample_channels: output channels of the transposed-conv upsampling
+      blocks (`upsample_{i}`); each doubles height and width.
+    upsample_order: ops after each transposed conv ('norm_act' in the port).
+    residual: whether each upsampling block ends with a residual pair
+      `x = act(x + norm(conv(act(norm(conv(x))))))` (norms skipped when
+      `norm_type` is 'none').
+    final_channels: output channels of the stride-1 convs after the last
+      upsampling block (`final_conv_{i}`), before the 1-channel `out_conv`.
+    final_order: ops after each final conv ('act' in the port).
+    kernel_size: odd square kernel size of every conv and transposed conv.
+      Transposed convs use stride 2, padding `kernel_size // 2` and output
+      padding 1, which doubles the size exactly for any odd kernel.
+    norm_type: 'channel_rms' (learned scale only), 'layer' (centred, scale
+      and bias) or 'none'.
+    norm_epsilon: the norms' epsilon (inside the square root).
+    activation: a name in `conv_layers.ACTIVATIONS`.
+    use_bias: whether convs have biases.
+    output_size: optional (H, W); when set, the logits are resized
+      bilinearly to it before the sigmoid (see `HeatmapHead`).
+    dtype: activation dtype of the convs.
+  """
+  conv_channels: tuple[int, ...] = (768, 384)
+  conv_order: str = 'act_norm'
+  upsample_channels: tuple[int, ...] = (768, 384, 384, 192)
+  upsample_order: str = 'norm_act'
+  residual: bool = True
+  final_channels: tuple[int, ...] = (192,)
+  final_order: str = 'act'
+  kernel_size: int = 3
+  norm_type: str = 'channel_rms'
+  norm_epsilon: float = 1e-8
+  activation: str = 'relu'
+  use_bias: bool = True
+  output_size: tuple[int, int] | None = None
+  dtype: Any = jnp.float32
+
+  def __post_init__(self):
+    conv_layers.check_channels(self.conv_channels, 'conv_channels')
+    conv_layers.check_channels(self.upsample_channels, 'upsample_channels')
+    conv_layers.check_channels(self.final_channels, 'final_channels')
+    for field in ('conv_order', 'upsample_order', 'final_order'):
+      conv_layers.check_choice(getattr(self, field),
+                               conv_layers.POST_CONV_ORDERS, field)
+    conv_layers.check_choice(self.norm_type, conv_layers.NORM_TYPES,
+                             'norm_type')
+    conv_layers.check_choice(self.activation,
+                             tuple(conv_layers.ACTIVATIONS), 'activation')
+    if (not isinstance(self.kernel_size, int) or self.kernel_size < 1
+        or self.kernel_size % 2 == 0):
+      raise ValueError(
+          f'kernel_size must be a positive odd int, got {self.kernel_size!r}')
+    if not self.norm_epsilon > 0:
+      raise ValueError(
+          f'norm_epsilon must be > 0, got {self.norm_epsilon!r}')
+    if self.output_size is not None:
+      conv_layers.check_channels(self.output_size, 'output_size')
+      if len(self.output_size) != 2:
+        raise ValueError(
+            f'output_size must be (H, W), got {self.output_size!r}')
+    if not jnp.issubdtype(jnp.dtype(self.dtype), jnp.floating):
+      raise ValueError(f'dtype must be a floating dtype, got {self.dtype!r}')
+
+  @property
+  def upsample_factor(self) -> int:
+    """Height/width ratio of the output to the input (before output_size)."""
+    return 2 ** len(self.upsample_channels)
+
+
+# Presets are data. `port` is the PyTorch port's head (its default T5-base
+# width gives D = 768 input channels; the head itself adapts to any D).
+HEATMAP_HEAD_PRESETS: dict[str, HeatmapHeadConfig] = {
+    'port': HeatmapHeadConfig(),
+    'tiny': HeatmapHeadConfig(
+        conv_channels=(32, 16),
+        upsample_channels=(32, 16),
+        final_channels=(16,)),
+}
+
+
+def get_heatmap_head_config(name: str, **overrides) -> HeatmapHeadConfig:
+  """Returns the preset `name`, with fields replaced by `overrides`.
+
+  Args:
+    name: a key of `HEATMAP_HEAD_PRESETS`.
+    **overrides: `HeatmapHeadConfig` fields to replace.
+
+  Returns:
+    The (validated) config.
+
+  Raises:
+    ValueError: unknown preset name, or an invalid override.
+  """
+  if name not in HEATMAP_HEAD_PRESETS:
+    raise ValueError(f'unknown heatmap head preset {name!r}; valid names: '
+                     f'{sorted(HEATMAP_HEAD_PRESETS)}')
+  return dataclasses.replace(HEATMAP_HEAD_PRESETS[name], **overrides)
+
+
+class HeatmapHead(nn.Module):
+  """Feature map -> heatmap in [0, 1] (see the module docstring).
+
+  With `config.output_size` set, the 1-channel logits are resized bilinearly
+  (half-pixel centres, as PyTorch `F.interpolate(..., align_corners=False)`
+  when upsampling) and the sigmoid comes after. Logits rather than
+  probabilities are resized so that the sigmoid stays the last op (its
+  float32 output is the head's output, as in the full-resolution head) and
+  edges come out sharp: interpolating a logit across a boundary and then
+  squashing it gives a steep transition, while interpolating probabilities
+  smears it over the whole upsampled pixel. Both keep the result in [0, 1].
+
+  Attributes:
+    config: the architecture.
+  """
+  config: HeatmapHeadConfig
+
+  def _norm(self, name: str) -> nn.Module | None:
+    cfg = self.config
+    return conv_layers.make_norm(cfg.norm_type, cfg.norm_epsilon, cfg.dtype,
+                                 name)
+
+  def _conv(self, features: int, name: str) -> nn.Module:
+    cfg = self.config
+    return conv_layers.conv2d(features, cfg.kernel_size, 1, cfg.use_bias,
+                              cfg.dtype, name)
+
+  def _conv_block(self, x: Array, features: int, order: str, conv_name: str,
+                  norm_name: str) -> Array:
+    """conv -> the ops of `order`; the norm is created only if used."""
+    x = self._conv(features, conv_name)(x)
+    norm = (self._norm(norm_name)
+            if conv_layers.post_conv_needs_norm(order) else None)
+    act = conv_layers.activation_fn(self.config.activation)
+    return conv_layers.post_conv(x, order, norm, act)
+
+  @nn.compact
+  def __call__(self, feature_map: Array, *, train: bool = False) -> Array:
+    """Predicts a heatmap.
+
+    Args:
+      feature_map: [B, h, w, D] image features.
+      train: unused (the head has no dropout or batch statistics); kept for
+        the common head interface.
+
+    Returns:
+      [B, H, W] float32 in [0, 1], with (H, W) = `config.output_size` if set,
+      else (h, w) * `config.upsample_factor`.
+
+    Raises:
+      ValueError: `feature_map` is not 4-D.
+    """
+    del train
+    cfg = self.config
+    if feature_map.ndim != 4:
+      raise ValueError(f'feature_map must be [B, h, w, D], got shape '
+                       f'{feature_map.shape}')
+    x = feature_map.astype(cfg.dtype)
+
+    # [B, h, w, D] -> [B, h, w, conv_channels[-1]]
+    for i, features in enumerate(cfg.conv_channels):
+      x = self._conv_block(x, features, cfg.conv_order, f'conv_{i}',
+                           f'norm_{i}')
+
+    # Each block: [B, h', w', C] -> [B, 2h', 2w', upsample_channels[i]].
+    for i, features in enumerate(cfg.upsample_channels):
+      x = _UpsampleBlock(cfg, features, name=f'upsample_{i}')(x)
+
+    # [B, H, W, C] -> [B, H, W, final_channels[-1]]
+    for i, features in enumerate(cfg.final_channels):
+      x = self._conv_block(x, features, cfg.final_order, f'final_conv_{i}',
+                           f'final_norm_{i}')
+
+    # float32 logits: [B, H, W, 1] -> [B, H, W].
+    logits = self._conv(1, 'out_conv')(x).astype(jnp.float32)[..., 0]
+    if cfg.output_size is not None:
+      batch = logits.shape[0]
+      logits = jax.image.resize(
+          logits, (batch, *cfg.output_size), method='bilinear')
+    heatmap = jax.nn.sigmoid(logits)
+    return nn.with_logical_constraint(heatmap, ('batch', 'height', 'width'))
+
+
+class _UpsampleBlock(nn.Module):
+  """Transposed conv (2x) -> ops -> optional residual pair of convs.
+
+  Attributes:
+    config: the head's config.
+    features: output channels.
+  """
+  config: HeatmapHeadConfig
+  features: int
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    """[B, h, w, C] -> [B, 2h, 2w, features]."""
+    cfg = self.config
+    act = conv_layers.activation_fn(cfg.activation)
+
+    def norm(name):
+      return conv_layers.make_norm(cfg.norm_type, cfg.norm_epsilon,
+                                   cfg.dtype, name)
+
+    def conv(name):
+      return conv_layers.conv2d(self.features, cfg.kernel_size, 1,
+                                cfg.use_bias, cfg.dtype, name)
+
+    x = conv_layers.ConvTranspose2D(
+        features=self.features,
+        kernel_size=cfg.kernel_size,
+        stride=2,
+        padding=cfg.kernel_size // 2,
+        output_padding=1,
+        use_bias=cfg.use_bias,
+        dtype=cfg.dtype,
+        name='deconv')(x)
+    deconv_norm = (norm('deconv_norm')
+                   if conv_layers.post_conv_needs_norm(cfg.upsample_order)
+                   else None)
+    x = conv_layers.post_conv(x, cfg.upsample_order, deconv_norm, act)
+    if not cfg.residual:
+      return x
+
+    # Residual pair (port: conv_layers2[i], then `relu(x + identity)`).
+    identity = x
+    x = conv_layers.post_conv(conv('res_conv_0')(x), 'norm_act',
+                              norm('res_norm_0'), act)
+    x = conv_layers.post_conv(conv('res_conv_1')(x), 'norm',
+                              norm('res_norm_1'), act)
+    return act(x + identity)

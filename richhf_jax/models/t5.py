@@ -1,0 +1,612 @@
+# Copyright 2026 The richhf_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""T5 encoder and decoder stacks with T5X's parameter layout.
+
+Module and parameter names follow T5X `examples/t5/{layers,network}.py`, so a
+T5X checkpoint's `target` tree loads by name (`token_embedder`, `encoder`,
+`decoder`). As in T5X, dense kernels are stored FLAT and 2-D, e.g. an
+attention query kernel is [embed, heads * head_dim] with logical axes
+('embed', 'joined_kv') and the output kernel is [heads * head_dim, embed].
+
+T5 semantics kept here: RMS layer norm (no mean subtraction, no bias); no
+biases anywhere; no 1/sqrt(head_dim) at compute time (T5X folds it into the
+query initializer); relative position biases shared by all layers of a stack
+(bidirectional buckets in the encoder, causal in the decoder); tied output
+logits scaled by emb_dim**-0.5 (T5.1.0).
+
+Dtype policy: params float32; activations in `config.dtype`; layer norm,
+softmax and logits in float32.
+
+Fast decoding keeps a static-shape KV cache in the 'cache' collection (per
+self-attention layer: `cached_key`, `cached_value` [B, L, heads, head_dim] and
+`cache_index`). Initialise it by calling the decoder with `decode=True` on
+[B, max_decode_length] tokens and `mutable=['cache']`; then each call with
+`decode=True` processes one token.
+"""
+
+import functools
+import operator
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+
+from richhf_jax.models import config as config_lib
+
+Array = jax.Array
+Initializer = Callable[..., Array]
+
+# Large negative logit for masked attention positions (as in T5X); finite so a
+# fully masked row gives a uniform softmax instead of NaN.
+_MASK_VALUE = -1e10
+
+_DENSE_INIT = nn.initializers.variance_scaling(1.0, 'fan_in',
+                                               'truncated_normal')
+_ATTENTION_INIT = nn.initializers.variance_scaling(1.0, 'fan_in', 'normal')
+_RELPOS_INIT = nn.initializers.variance_scaling(1.0, 'fan_avg', 'uniform')
+
+
+def _activation(name: str) -> Callable[[Array], Array]:
+  if name == 'linear':
+    return lambda x: x
+  if name == 'gelu_new':
+    return functools.partial(nn.gelu, approximate=True)
+  # 'gelu' is flax's nn.gelu (tanh approximation), which T5X uses.
+  return getattr(nn, name)
+
+
+def _canonical_axes(axes: int | Sequence[int], ndim: int) -> tuple[int, ...]:
+  axes = (axes,) if isinstance(axes, int) else tuple(axes)
+  return tuple(a % ndim for a in axes)
+
+
+class DenseGeneral(nn.Module):
+  """Bias-free dense layer over trailing axes with a FLAT 2-D kernel (T5X).
+
+  Attributes:
+    features: output feature shape (int or tuple).
+    kernel_axes: two logical axis names of the flat kernel.
+    axis: input axes to contract (trailing ones).
+    dtype: computation dtype.
+    kernel_init: initializer called with the flat 2-D shape.
+  """
+  features: int | tuple[int, ...]
+  kernel_axes: tuple[str, str]
+  axis: int | tuple[int, ...] = -1
+  dtype: Any = jnp.float32
+  kernel_init: Initializer = _DENSE_INIT
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    features = ((self.features,) if isinstance(self.features, int)
+                else tuple(self.features))
+    axes = _canonical_axes(self.axis, x.ndim)
+    in_shape = tuple(x.shape[a] for a in axes)
+    # The flat shape makes fan_in = prod(in_shape), as in T5X.
+    kernel = self.param(
+        'kernel', nn.with_logical_partitioning(self.kernel_init,
+                                               self.kernel_axes),
+        (int(np.prod(in_shape)), int(np.prod(features))), jnp.float32)
+    kernel = jnp.reshape(kernel, in_shape + features).astype(self.dtype)
+    contract = (axes, tuple(range(len(axes))))
+    return lax.dot_general(x.astype(self.dtype), kernel, (contract, ((), ())))
+
+
+class Embed(nn.Module):
+  """Token embedding table (`embedding` [vocab, embed]) with `attend`.
+
+  Attributes:
+    num_embeddings: vocabulary size.
+    features: embedding width.
+    dtype: output dtype ('float32', 'bfloat16' or a jnp dtype).
+    embedding_init: initializer (T5X: normal, stddev 1).
+  """
+  num_embeddings: int
+  features: int
+  dtype: Any = jnp.float32
+  embedding_init: Initializer = nn.initializers.normal(stddev=1.0)
+
+  def setup(self):
+    self.embedding = self.param(
+        'embedding',
+        nn.with_logical_partitioning(self.embedding_init, ('vocab', 'embed')),
+        (self.num_embeddings, self.features), jnp.float32)
+
+  def __call__(self, inputs: Array) -> Array:
+    """Looks up integer ids [...] -> [..., features]."""
+    if not jnp.issubdtype(inputs.dtype, jnp.integer):
+      raise ValueError(f'Embed expects integer ids, got dtype {inputs.dtype}')
+    return jnp.take(self.embedding, inputs, axis=0).astype(self.dtype)
+
+  def attend(self, query: Array) -> Array:
+    """Dot product with every embedding: [..., features] -> [..., vocab]."""
+    dtype = jnp.dtype(self.dtype)
+    return jnp.dot(query.astype(dtype), self.embedding.astype(dtype).T)
+
+
+class LayerNorm(nn.Module):
+  """T5 RMS layer norm: no mean subtraction, no bias, float32 statistics.
+
+  Attributes:
+    epsilon: added to the mean square.
+    dtype: output dtype.
+  """
+  epsilon: float = 1e-6
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    x = x.astype(jnp.float32)
+    scale = self.param(
+        'scale', nn.with_logical_partitioning(nn.initializers.ones_init(),
+                                              ('embed',)),
+        (x.shape[-1],), jnp.float32)
+    mean_square = jnp.mean(jnp.square(x), axis=-1, keepdims=True)
+    y = x * lax.rsqrt(mean_square + self.epsilon) * scale
+    return y.astype(self.dtype)
+
+
+def relative_position_bucket(relative_position: Array,
+                             bidirectional: bool = True,
+                             num_buckets: int = 32,
+                             max_distance: int = 128) -> Array:
+  """Maps key-minus-query offsets to T5 relative-position buckets.
+
+  Half the buckets (per direction when bidirectional) hold exact offsets
+  0..max_exact-1; the rest cover max_exact..max_distance logarithmically, and
+  anything farther shares the last bucket. Bidirectional: keys after the
+  query use the upper half of the buckets. Causal: keys after the query all
+  fall in bucket 0 (they are masked anyway).
+
+  Args:
+    relative_position: int array, key position minus query position.
+    bidirectional: encoder (True) or causal decoder (False) bucketing.
+    num_buckets: total buckets.
+    max_distance: offsets at or beyond this share the last bucket.
+
+  Returns:
+    int32 array of bucket ids with the shape of relative_position.
+  """
+  n = -jnp.asarray(relative_position, jnp.int32)  # query minus key
+  ret = jnp.zeros_like(n)
+  if bidirectional:
+    num_buckets //= 2
+    ret += (n < 0).astype(jnp.int32) * num_buckets
+    n = jnp.abs(n)
+  else:
+    n = jnp.maximum(n, 0)
+  max_exact = num_buckets // 2
+  is_small = n < max_exact
+  # The epsilon keeps log() finite at n = 0 (the branch is discarded there).
+  log_ratio = (jnp.log(n.astype(jnp.float32) / max_exact +
+                       np.finfo(np.float32).eps) /
+               np.log(max_distance / max_exact))
+  val_if_large = max_exact + (log_ratio *
+                              (num_buckets - max_exact)).astype(jnp.int32)
+  val_if_large = jnp.minimum(val_if_large, num_buckets - 1)
+  return ret + jnp.where(is_small, n, val_if_large)
+
+
+class RelativePositionBiases(nn.Module):
+  """Per-head learned bias for each relative-position bucket.
+
+  Attributes:
+    num_buckets: relative-position buckets.
+    max_distance: offsets at or beyond this share the last bucket.
+    num_heads: attention heads.
+    dtype: output dtype.
+  """
+  num_buckets: int
+  max_distance: int
+  num_heads: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, qlen: int, klen: int, bidirectional: bool) -> Array:
+    """Returns the bias [1, heads, qlen, klen] for positions 0.. of each."""
+    rel = self.param(
+        'rel_embedding',
+        nn.with_logical_partitioning(_RELPOS_INIT, ('heads', 'relpos_buckets')),
+        (self.num_heads, self.num_buckets), jnp.float32)
+    relative_position = (np.arange(klen)[None, :] -
+                         np.arange(qlen)[:, None])  # [q, k]
+    buckets = relative_position_bucket(
+        relative_position, bidirectional, self.num_buckets, self.max_distance)
+    values = jnp.take(rel, buckets, axis=1)  # [heads, q, k]
+    return values[None].astype(self.dtype)
+
+
+class MultiHeadDotProductAttention(nn.Module):
+  """T5X attention: flat-kernel q/k/v/out, additive bias, optional KV cache.
+
+  Attributes:
+    config: the T5 configuration.
+  """
+  config: config_lib.T5Config
+
+  @nn.compact
+  def __call__(self, inputs_q: Array, inputs_kv: Array,
+               mask: Array | None = None, bias: Array | None = None, *,
+               decode: bool = False, deterministic: bool = True) -> Array:
+    """Attends inputs_q [B, q, D] to inputs_kv [B, k, D].
+
+    Args:
+      inputs_q: queries [B, q, D].
+      inputs_kv: keys / values [B, k, D].
+      mask: bool, broadcastable to [B, heads, q, k]; True = attend.
+      bias: additive bias broadcastable to [B, heads, q, k]; in decode steps
+        the full [1, heads, L, L] bias, whose row at the cache index is used.
+      decode: use and update the KV cache (self-attention only).
+      deterministic: disables attention dropout.
+
+    Returns:
+      [B, q, D] in config.dtype.
+    """
+    cfg = self.config
+    dtype = cfg.jnp_dtype
+    h, d = cfg.num_heads, cfg.head_dim
+    depth_scaling = np.sqrt(d).astype(np.float32)
+
+    def query_init(*args):
+      # The 1/sqrt(head_dim) scaling lives in the initial query weights.
+      return _ATTENTION_INIT(*args) / depth_scaling
+
+    proj = functools.partial(DenseGeneral, features=(h, d), dtype=dtype,
+                             kernel_axes=('embed', 'joined_kv'))
+    query = proj(kernel_init=query_init, name='query')(inputs_q)  # [B,q,H,d]
+    key = proj(kernel_init=_ATTENTION_INIT, name='key')(inputs_kv)
+    value = proj(kernel_init=_ATTENTION_INIT, name='value')(inputs_kv)
+
+    if decode:
+      query, key, value, mask, bias = self._use_cache(query, key, value, mask,
+                                                      bias)
+
+    if cfg.float32_attention_logits:
+      query, key = query.astype(jnp.float32), key.astype(jnp.float32)
+    logits = jnp.einsum('bqhd,bkhd->bhqk', query, key).astype(jnp.float32)
+    if bias is not None:
+      logits = logits + bias.astype(jnp.float32)
+    if mask is not None:
+      logits = jnp.where(mask, logits, _MASK_VALUE)
+    weights = jax.nn.softmax(logits, axis=-1)  # float32 [B, H, q, k]
+    if not deterministic and cfg.dropout_rate > 0:
+      keep = jax.random.bernoulli(self.make_rng('dropout'),
+                                  1.0 - cfg.dropout_rate, weights.shape)
+      weights = jnp.where(keep, weights / (1.0 - cfg.dropout_rate), 0.0)
+    x = jnp.einsum('bhqk,bkhd->bqhd', weights.astype(dtype), value)
+    return DenseGeneral(
+        features=inputs_q.shape[-1], axis=(-2, -1), dtype=dtype,
+        kernel_axes=('joined_kv', 'embed'), kernel_init=_ATTENTION_INIT,
+        name='out')(x)  # [B, q, D]
+
+  def _use_cache(self, query, key, value, mask, bias):
+    """Creates the cache (first call) or writes one step into it."""
+    initialized = self.has_variable('cache', 'cached_key')
+    cached_key = self.variable('cache', 'cached_key', jnp.zeros, key.shape,
+                               key.dtype)
+    cached_value = self.variable('cache', 'cached_value', jnp.zeros,
+                                 value.shape, value.dtype)
+    cache_index = self.variable('cache', 'cache_index',
+                                lambda: jnp.array(0, jnp.int32))
+    if not initialized:
+      # The initialising call only shapes the cache; its output is unused.
+      return query, key, value, mask, bias
+    b, length, h, d = cached_key.value.shape
+    if query.shape[1] != 1:
+      raise ValueError(
+          f'decode=True processes one token per call; got {query.shape[1]} '
+          'query positions')
+    if key.shape != (b, 1, h, d):
+      raise ValueError(
+          f'decode step key shape {key.shape} does not match the cache '
+          f'{cached_key.value.shape}')
+    idx = cache_index.value
+    key = lax.dynamic_update_slice(cached_key.value, key, (0, idx, 0, 0))
+    value = lax.dynamic_update_slice(cached_value.value, value,
+                                     (0, idx, 0, 0))
+    cached_key.value, cached_value.value = key, value
+    cache_index.value = idx + 1
+    # Causality during decoding: only filled cache slots are visible.
+    step_mask = (jnp.arange(length) <= idx)[None, None, None, :]
+    mask = step_mask if mask is None else jnp.logical_and(mask, step_mask)
+    if bias is not None:
+      if bias.shape[-1] != length:
+        raise ValueError(
+            f'decode bias covers {bias.shape[-1]} keys but the cache holds '
+            f'{length}; pass max_decode_length={length}')
+      bias = lax.dynamic_slice_in_dim(bias, idx, 1, axis=-2)  # [1,H,1,L]
+    return query, key, value, mask, bias
+
+
+class MlpBlock(nn.Module):
+  """T5 feed-forward block: one `wi_{i}` (or `wi`) per activation, then `wo`.
+
+  Attributes:
+    config: the T5 configuration.
+  """
+  config: config_lib.T5Config
+
+  @nn.compact
+  def __call__(self, x: Array, deterministic: bool = True) -> Array:
+    cfg = self.config
+    dtype = cfg.jnp_dtype
+    acts = cfg.mlp_activations
+    branches = []
+    for i, act in enumerate(acts):
+      name = 'wi' if len(acts) == 1 else f'wi_{i}'
+      y = DenseGeneral(cfg.mlp_dim, ('embed', 'mlp'), dtype=dtype,
+                       name=name)(x)  # [B, L, mlp]
+      branches.append(_activation(act)(y))
+    y = functools.reduce(operator.mul, branches)
+    y = nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(
+        y, deterministic=deterministic)
+    return DenseGeneral(x.shape[-1], ('mlp', 'embed'), dtype=dtype,
+                        name='wo')(y)  # [B, L, D]
+
+
+def _dropout(cfg: config_lib.T5Config, x: Array, deterministic: bool):
+  # Same dropout mask for every position (T5X broadcast_dims=(-2,)).
+  return nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(
+      x, deterministic=deterministic)
+
+
+class EncoderLayer(nn.Module):
+  """Pre-norm self-attention + MLP layer of the T5 encoder.
+
+  Attributes:
+    config: the T5 configuration.
+  """
+  config: config_lib.T5Config
+
+  @nn.compact
+  def __call__(self, x: Array, bias: Array, mask: Array,
+               deterministic: bool = True) -> tuple[Array, None]:
+    cfg = self.config
+    norm = functools.partial(LayerNorm, cfg.layer_norm_epsilon,
+                             cfg.jnp_dtype)
+    y = norm(name='pre_attention_layer_norm')(x)
+    y = MultiHeadDotProductAttention(cfg, name='attention')(
+        y, y, mask, bias, deterministic=deterministic)
+    x = x + _dropout(cfg, y, deterministic)
+    y = norm(name='pre_mlp_layer_norm')(x)
+    y = MlpBlock(cfg, name='mlp')(y, deterministic)
+    x = x + _dropout(cfg, y, deterministic)
+    x = nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
+    return x, None  # (carry, output) so the layer can be an nn.scan body
+
+
+class DecoderLayer(nn.Module):
+  """Self-attention + cross-attention + MLP layer of the T5 decoder.
+
+  Attributes:
+    config: the T5 configuration.
+  """
+  config: config_lib.T5Config
+
+  @nn.compact
+  def __call__(self, x: Array, encoded: Array, bias: Array,
+               decoder_mask: Array | None, encoder_decoder_mask: Array,
+               deterministic: bool = True, decode: bool = False
+               ) -> tuple[Array, None]:
+    cfg = self.config
+    norm = functools.partial(LayerNorm, cfg.layer_norm_epsilon,
+                             cfg.jnp_dtype)
+    y = norm(name='pre_self_attention_layer_norm')(x)
+    y = MultiHeadDotProductAttention(cfg, name='self_attention')(
+        y, y, decoder_mask, bias, decode=decode, deterministic=deterministic)
+    x = x + _dropout(cfg, y, deterministic)
+    y = norm(name='pre_cross_attention_layer_norm')(x)
+    y = MultiHeadDotProductAttention(cfg, name='encoder_decoder_attention')(
+        y, encoded, encoder_decoder_mask, None, deterministic=deterministic)
+    x = x + _dropout(cfg, y, deterministic)
+    y = norm(name='pre_mlp_layer_norm')(x)
+    y = MlpBlock(cfg, name='mlp')(y, deterministic)
+    x = x + _dropout(cfg, y, deterministic)
+    x = nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
+    return x, None
+
+
+def _stack(cfg: config_lib.T5Config, layer_cls, num_layers: int,
+           num_broadcast: int, static_argnums: tuple[int, ...],
+           variable_axes: dict[str, int]):
+  """Returns a constructor for layer i (or the scanned stack, i=None)."""
+  if cfg.remat:
+    # static_argnums counts `self` as argument 0 (flax convention).
+    layer_cls = nn.remat(layer_cls, static_argnums=static_argnums)
+  if cfg.scan:
+    return nn.scan(
+        layer_cls, variable_axes=variable_axes,
+        split_rngs={'params': True, 'dropout': True},
+        in_axes=(nn.broadcast,) * num_broadcast, length=num_layers,
+        metadata_params={nn.PARTITION_NAME: 'layers'})
+  return layer_cls
+
+
+class T5Encoder(nn.Module):
+  """T5 encoder over already-embedded inputs (scope 'encoder' in T5X).
+
+  Attributes:
+    config: the T5 configuration.
+  """
+  config: config_lib.T5Config
+
+  @nn.compact
+  def __call__(self, embedded: Array, mask: Array, *,
+               deterministic: bool = True) -> Array:
+    """Encodes a sequence.
+
+    Args:
+      embedded: [B, L, D] input embeddings (e.g. image tokens followed by
+        embedded text, as RAHF fuses them).
+      mask: [B, L], nonzero/True at real positions, 0 at padding.
+      deterministic: disables dropout.
+
+    Returns:
+      [B, L, D] in config.dtype.
+
+    Raises:
+      ValueError: on mismatched shapes.
+    """
+    cfg = self.config
+    if embedded.ndim != 3 or embedded.shape[-1] != cfg.emb_dim:
+      raise ValueError(f'T5Encoder expects embedded [B, L, {cfg.emb_dim}], '
+                       f'got {embedded.shape}')
+    if mask.shape != embedded.shape[:2]:
+      raise ValueError(f'T5Encoder mask shape {mask.shape} does not match '
+                       f'embedded {embedded.shape[:2]}')
+    length = embedded.shape[1]
+    bias = RelativePositionBiases(
+        cfg.relative_attention_num_buckets,
+        cfg.relative_attention_max_distance, cfg.num_heads, cfg.jnp_dtype,
+        name='relpos_bias')(length, length, True)  # [1, H, L, L]
+    valid = mask.astype(bool)
+    attn_mask = valid[:, None, :, None] & valid[:, None, None, :]  # [B,1,L,L]
+
+    x = _dropout(cfg, embedded, deterministic).astype(cfg.jnp_dtype)
+    layer = _stack(cfg, EncoderLayer, cfg.num_encoder_layers, 3, (4,),
+                   {'params': 0})
+    if cfg.scan:
+      x, _ = layer(cfg, name='layers')(x, bias, attn_mask, deterministic)
+    else:
+      for i in range(cfg.num_encoder_layers):
+        x, _ = layer(cfg, name=f'layers_{i}')(x, bias, attn_mask,
+                                              deterministic)
+    x = LayerNorm(cfg.layer_norm_epsilon, cfg.jnp_dtype,
+                  name='encoder_norm')(x)
+    return _dropout(cfg, x, deterministic)
+
+
+class T5Decoder(nn.Module):
+  """T5 decoder with logits (scope 'decoder' in T5X).
+
+  Attributes:
+    config: the T5 configuration.
+    shared_embedding: the token embedder (an `Embed`), used for the inputs
+      and, with `logits_via_embedding`, for the output layer.
+  """
+  config: config_lib.T5Config
+  shared_embedding: nn.Module
+
+  @nn.compact
+  def __call__(self, encoded: Array, encoder_mask: Array,
+               decoder_input_tokens: Array, *,
+               decoder_positions: Array | None = None,
+               deterministic: bool = True, decode: bool = False,
+               max_decode_length: int | None = None) -> Array:
+    """Computes next-token logits.
+
+    Args:
+      encoded: encoder output [B, Lenc, D].
+      encoder_mask: [B, Lenc], nonzero at real encoder positions.
+      decoder_input_tokens: int [B, T], shifted right (start token 0). With
+        decode=True and an initialised cache, T must be 1.
+      decoder_positions: accepted for interface compatibility; relative
+        attention needs no absolute positions (the cache index gives the
+        position during decoding).
+      deterministic: disables dropout.
+      decode: use the 'cache' collection (see module docstring).
+      max_decode_length: cache length; required when decode=True.
+
+    Returns:
+      float32 logits [B, T, vocab].
+
+    Raises:
+      ValueError: if decode=True without max_decode_length.
+    """
+    del decoder_positions  # Relative attention only.
+    cfg = self.config
+    if decode and max_decode_length is None:
+      raise ValueError('T5Decoder(decode=True) needs max_decode_length (the '
+                       'cache length)')
+    if encoder_mask.shape != encoded.shape[:2]:
+      raise ValueError(f'encoder_mask shape {encoder_mask.shape} does not '
+                       f'match encoded {encoded.shape[:2]}')
+    t = decoder_input_tokens.shape[1]
+    length = max_decode_length if decode else t
+    bias = RelativePositionBiases(
+        cfg.relative_attention_num_buckets,
+        cfg.relative_attention_max_distance, cfg.num_heads, cfg.jnp_dtype,
+        name='relpos_bias')(length, length, False)  # [1, H, L, L]
+    if decode:
+      decoder_mask = None  # The cache index masks the future.
+    else:
+      decoder_mask = jnp.tril(jnp.ones((t, t), bool))[None, None]
+    enc_dec_mask = encoder_mask.astype(bool)[:, None, None, :]  # [B,1,1,Le]
+
+    y = self.shared_embedding(decoder_input_tokens.astype(jnp.int32))
+    y = _dropout(cfg, y, deterministic).astype(cfg.jnp_dtype)  # [B, T, D]
+    layer = _stack(cfg, DecoderLayer, cfg.num_decoder_layers, 6, (6, 7),
+                   {'params': 0, 'cache': 0})
+    args = (encoded.astype(cfg.jnp_dtype), bias, decoder_mask, enc_dec_mask,
+            deterministic, decode)
+    if cfg.scan:
+      y, _ = layer(cfg, name='layers')(y, *args)
+    else:
+      for i in range(cfg.num_decoder_layers):
+        y, _ = layer(cfg, name=f'layers_{i}')(y, *args)
+    y = LayerNorm(cfg.layer_norm_epsilon, cfg.jnp_dtype,
+                  name='decoder_norm')(y)
+    y = _dropout(cfg, y, deterministic)
+    if cfg.logits_via_embedding:
+      # T5.1.0 ties the output layer and rescales by 1/sqrt(d_model).
+      logits = self.shared_embedding.attend(y).astype(jnp.float32)
+      logits = logits / np.sqrt(y.shape[-1]).astype(np.float32)
+    else:
+      logits = DenseGeneral(cfg.vocab_size, ('embed', 'vocab'),
+                            dtype=jnp.float32, name='logits_dense')(y)
+    return nn.with_logical_constraint(logits, ('batch', 'length', 'vocab'))
+
+
+class T5Transformer(nn.Module):
+  """Token-level T5 (embedder + encoder + decoder), T5X parameter tree.
+
+  Attributes:
+    config: the T5 configuration.
+  """
+  config: config_lib.T5Config
+
+  def setup(self):
+    cfg = self.config
+    self.token_embedder = Embed(cfg.vocab_size, cfg.emb_dim, cfg.jnp_dtype)
+    self.encoder = T5Encoder(cfg)
+    self.decoder = T5Decoder(cfg, shared_embedding=self.token_embedder)
+
+  def encode(self, encoder_input_tokens: Array, *,
+             deterministic: bool = True) -> Array:
+    """int [B, L] (0 = padding) -> encoded [B, L, D]."""
+    embedded = self.token_embedder(encoder_input_tokens.astype(jnp.int32))
+    return self.encoder(embedded, encoder_input_tokens > 0,
+                        deterministic=deterministic)
+
+  def decode(self, encoded: Array, encoder_input_tokens: Array,
+             decoder_input_tokens: Array, *, deterministic: bool = True,
+             decode: bool = False,
+             max_decode_length: int | None = None) -> Array:
+    """Decoder logits [B, T, vocab] given the encoder output."""
+    return self.decoder(encoded, encoder_input_tokens > 0,
+                        decoder_input_tokens, deterministic=deterministic,
+                        decode=decode, max_decode_length=max_decode_length)
+
+  def __call__(self, encoder_input_tokens: Array,
+               decoder_input_tokens: Array, *, deterministic: bool = True,
+               decode: bool = False,
+               max_decode_length: int | None = None) -> Array:
+    """Teacher-forced logits [B, T, vocab] (float32)."""
+    encoded = self.encode(encoder_input_tokens, deterministic=deterministic)
+    return self.decode(encoded, encoder_input_tokens, decoder_input_tokens,
+                       deterministic=deterministic, decode=decode,
+                       max_decode_length=max_decode_length)
