@@ -208,8 +208,9 @@ class RAHFModel:
               max_decode_length: int, num_beams: int) -> Array:
     """Autoregressive decoding with the KV cache: [B, max_decode_length]."""
     batch = encoded.shape[0]
-    # Initialises the cache (for B sequences; beam search tiles it).
-    dummy = jnp.zeros((batch, 1), jnp.int32)
+    # Initialises the cache (for B sequences; beam search tiles it). The
+    # cache length is the length of the tokens given at initialisation.
+    dummy = jnp.zeros((batch, max_decode_length), jnp.int32)
     cache = self.module.apply(
         {'params': params}, encoded, mask, dummy, decode=True,
         max_decode_length=max_decode_length, method=rahf.RAHF.decode,

@@ -247,7 +247,7 @@ class Trainer:
     (_, aux), grads = grad_fn(state.params, batch, rng)
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    aux['grad_norm'] = optax.global_norm(grads)
+    aux['grad_norm'] = optax.tree.norm(grads)
     aux['learning_rate'] = self.schedule(state.step)
     return TrainState(step=state.step + 1, params=params,
                       opt_state=opt_state), aux

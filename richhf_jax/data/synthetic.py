@@ -564,7 +564,7 @@ def _write_release(path: str, examples: Sequence[SyntheticExample],
           labels=labels).SerializeToString())
 
 
-def _pickapic_rows(rng, labeled, scenes, split_index, num_distractors):
+def _pickapic_rows(rng, labeled, scenes, num_distractors):
   """Pick-a-Pic rows: each labeled image beside an unlabeled rendering."""
   rows = []
 
@@ -691,7 +691,7 @@ def generate(out_dir: str, num_train: int, num_dev: int, num_test: int,
   shards = {}
   for g, (labeled, scenes) in by_group.items():
     rng = np.random.default_rng([seed, 200 + ('train', 'test').index(g)])
-    rows = _pickapic_rows(rng, labeled, scenes, g,
+    rows = _pickapic_rows(rng, labeled, scenes,
                           int(round(distractor_rate * len(labeled))))
     shards[g] = _write_parquet(os.path.join(out_dir, 'pickapic'), g, rows,
                                rows_per_shard, row_group_size)

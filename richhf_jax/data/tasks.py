@@ -37,7 +37,8 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import seqio  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-from richhf_jax.data import preprocessors as pp  # pylint: disable=g-import-not-at-top
+# pylint: disable-next=g-import-not-at-top
+from richhf_jax.data import preprocessors as pp
 
 SPLIT_FILES = {'train': 'train', 'validation': 'dev', 'test': 'test'}
 SHARD_PATTERN = '{split}.tfrecord-?????-of-?????'

@@ -20,8 +20,8 @@ user-defined symbol so that a marked word `red_0` encodes as `▁red` + `_0` and
 decodes back exactly. BPE with a vocabulary as large as the merges need
 makes every corpus word a single piece (a unigram model of that size still
 splits a few rare long words). Training is single-threaded on a sorted,
-de-duplicated corpus, so the model file is a deterministic function of the
-text.
+de-duplicated corpus and the file paths the trainer records are cleared, so
+the model file is a deterministic function of the text.
 """
 
 import os
@@ -90,9 +90,22 @@ def train_vocab(texts: Iterable[str], model_prefix: str, *,
         character_coverage=1.0,
         num_threads=1,
         shuffle_input_sentence=False,
-        normalization_rule_name='identity',
         minloglevel=2)
+  _strip_paths(model_prefix + '.model')
   return model_prefix + '.model'
+
+
+def _strip_paths(model_path: str) -> None:
+  """Clears the training paths the trainer records in the model file."""
+  # pylint: disable-next=g-import-not-at-top
+  from sentencepiece import sentencepiece_model_pb2
+  proto = sentencepiece_model_pb2.ModelProto()
+  with open(model_path, 'rb') as f:
+    proto.ParseFromString(f.read())
+  del proto.trainer_spec.input[:]
+  proto.trainer_spec.model_prefix = ''
+  with open(model_path, 'wb') as f:
+    f.write(proto.SerializeToString())
 
 
 def load(model_path: str) -> spm.SentencePieceProcessor:

@@ -154,6 +154,74 @@ class MlpBlock(nn.Module):
     return dense(d, ('mlp', 'embed'))(x)  # [B, N, width]
 
 
+def _flat_fan_init(init: nn.initializers.Initializer, fan_in_dims: int
+                   ) -> nn.initializers.Initializer:
+  """Initialises an N-d kernel as its 2-D (fan_in, fan_out) flattening.
+
+  Keeps the fan-in/fan-out of the equivalent dense layer (what flax's
+  DenseGeneral does), while the parameter itself stays N-d so its logical
+  axis constraint sees the real rank.
+  """
+  def wrapped(key, shape, dtype=jnp.float32):
+    flat = (int(np.prod(shape[:fan_in_dims])),
+            int(np.prod(shape[fan_in_dims:])))
+    return init(key, flat, dtype).reshape(shape)
+  return wrapped
+
+
+class _Projection(nn.Module):
+  """Einsum projection with an N-d kernel and bias (flax MHA's layout)."""
+  kernel_shape: tuple[int, ...]
+  kernel_axes: tuple[str, ...]
+  bias_shape: tuple[int, ...]
+  bias_axes: tuple[str, ...]
+  equation: str
+  fan_in_dims: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    kernel = self.param(
+        'kernel', _part(_flat_fan_init(nn.initializers.xavier_uniform(),
+                                       self.fan_in_dims), self.kernel_axes),
+        self.kernel_shape, jnp.float32)
+    bias = self.param('bias', _part(nn.initializers.zeros_init(),
+                                    self.bias_axes),
+                      self.bias_shape, jnp.float32)
+    y = jnp.einsum(self.equation, x.astype(self.dtype),
+                   kernel.astype(self.dtype))
+    return y + bias.astype(self.dtype)
+
+
+class MultiHeadDotProductAttention(nn.Module):
+  """Self-attention with big_vision's (flax MHA's) parameter names and shapes.
+
+  `query`/`key`/`value` kernels [width, heads, head_dim] with biases
+  [heads, head_dim]; `out` kernel [heads, head_dim, width] with bias [width].
+  Logits scaled by head_dim**-0.5; softmax in float32.
+  """
+  config: config_lib.ViTConfig
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    cfg = self.config
+    dtype = cfg.jnp_dtype
+    h, d = cfg.num_heads, cfg.width // cfg.num_heads
+
+    def proj(name):
+      return _Projection((cfg.width, h, d), ('embed', 'heads', 'kv'), (h, d),
+                         ('heads', 'kv'), '...w,whd->...hd', 1, dtype,
+                         name=name)
+
+    q, k, v = proj('query')(x), proj('key')(x), proj('value')(x)  # [B,N,H,D]
+    logits = jnp.einsum('bqhd,bkhd->bhqk', q, k).astype(jnp.float32)
+    weights = jax.nn.softmax(logits * (d ** -0.5), axis=-1).astype(dtype)
+    y = jnp.einsum('bhqk,bkhd->bqhd', weights, v)  # [B, N, H, D]
+    return _Projection((h, d, cfg.width), ('heads', 'kv', 'embed'),
+                       (cfg.width,), ('embed',), '...hd,hdw->...w', 2, dtype,
+                       name='out')(y)
+
+
 class Encoder1DBlock(nn.Module):
   """Pre-LN transformer block (self-attention + MLP), big_vision names.
 
@@ -168,17 +236,7 @@ class Encoder1DBlock(nn.Module):
     cfg = self.config
     dtype = cfg.jnp_dtype
     y = _layer_norm(cfg)(x).astype(dtype)
-    y = nn.MultiHeadDotProductAttention(
-        num_heads=cfg.num_heads, dtype=dtype, param_dtype=jnp.float32,
-        kernel_init=_part(nn.initializers.xavier_uniform(),
-                          ('embed', 'heads', 'kv')),
-        bias_init=_part(nn.initializers.zeros_init(), ('heads', 'kv')),
-        out_kernel_init=_part(nn.initializers.xavier_uniform(),
-                              ('heads', 'kv', 'embed')),
-        out_bias_init=_part(nn.initializers.zeros_init(), ('embed',)),
-        # Softmax in float32 whatever the activation dtype (dtype policy).
-        force_fp32_for_softmax=True,
-        deterministic=deterministic)(y, y)
+    y = MultiHeadDotProductAttention(cfg)(y)
     y = nn.Dropout(rate=cfg.dropout)(y, deterministic)
     x = x + y
     y = _layer_norm(cfg)(x).astype(dtype)

@@ -71,13 +71,32 @@ def _np_port_forward(params, feature_map, config):
   return (1.0 / (1.0 + np.exp(-x)))[:, 0]
 
 
-def _perturb(params, seed=1, noise=0.1):
-  """Adds noise to every leaf so zero biases and unit scales matter."""
-  leaves, treedef = jax.tree_util.tree_flatten(params)
-  keys = jax.random.split(jax.random.key(seed), len(leaves))
-  return jax.tree_util.tree_unflatten(treedef, [
-      leaf + noise * jax.random.normal(k, leaf.shape, leaf.dtype)
-      for leaf, k in zip(leaves, keys)])
+def _normal(shape, seed=0):
+  """A float32 N(0, 1) array made in numpy (no RNG compile)."""
+  return jnp.asarray(np.random.default_rng(seed).standard_normal(shape),
+                     jnp.float32)
+
+
+def _random_params(module, x, seed=1):
+  """Random float32 params for `module` on `x`, made in numpy.
+
+  Kernels have std 1/sqrt(fan_in); biases are N(0, 0.1) and norm scales
+  1 + N(0, 0.1), so that bias and scale placement matter. Skipping `init`
+  and JAX's RNG keeps the tests' compile time (on a shared CPU) small.
+  """
+  rng = np.random.default_rng(seed)
+  abstract = nn.unbox(jax.eval_shape(module.init, jax.random.key(0), x))
+
+  def make(path, leaf):
+    name = path[-1].key
+    if name == 'kernel':
+      fan_in = int(np.prod(leaf.shape[:-1]))
+      value = rng.standard_normal(leaf.shape) / np.sqrt(fan_in)
+    else:
+      value = (name == 'scale') + 0.1 * rng.standard_normal(leaf.shape)
+    return jnp.asarray(value, jnp.float32)
+
+  return jax.tree_util.tree_map_with_path(make, abstract['params'])
 
 
 class ScoreHeadTest(parameterized.TestCase):
@@ -89,9 +108,9 @@ class ScoreHeadTest(parameterized.TestCase):
   def test_tiny_shape_and_range(self, dtype):
     head = score_head.ScoreHead(
         score_head.get_score_head_config('tiny', dtype=dtype))
-    x = jax.random.normal(jax.random.key(0), (3, 4, 4, 8))
-    variables = head.init(jax.random.key(1), x)
-    out = head.apply(variables, x)
+    x = _normal((3, 4, 4, 8))
+    variables = jax.jit(head.init)(jax.random.key(1), x)
+    out = jax.jit(head.apply)(variables, x)
     self.assertEqual(out.shape, (3,))
     self.assertEqual(out.dtype, jnp.float32)
     self.assertTrue(np.all((out >= 0) & (out <= 1)))
@@ -120,9 +139,9 @@ class ScoreHeadTest(parameterized.TestCase):
         'port', conv_channels=(8, 4, 2), conv_strides=strides,
         mlp_dims=(16, 8))
     head = score_head.ScoreHead(config)
-    x = jax.random.normal(jax.random.key(0), (2, 6, 6, 8))
-    params = _perturb(nn.unbox(head.init(jax.random.key(1), x))['params'])
-    got = head.apply({'params': params}, x)
+    x = _normal((2, 6, 6, 8))
+    params = _random_params(head, x)
+    got = jax.jit(head.apply)({'params': params}, x)
     want = _np_port_forward(jax.device_get(params), np.asarray(x), config)
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
 
@@ -130,9 +149,8 @@ class ScoreHeadTest(parameterized.TestCase):
     first = score_head.get_score_head_config('tiny')
     last = score_head.get_score_head_config('tiny',
                                             flatten_order='channels_last')
-    x = jax.random.normal(jax.random.key(0), (2, 4, 4, 8))
-    params = nn.unbox(score_head.ScoreHead(first).init(
-        jax.random.key(1), x))['params']
+    x = _normal((2, 4, 4, 8))
+    params = _random_params(score_head.ScoreHead(first), x)
     # tiny: 8 channels on a 2x2 grid after the stride-2 conv.
     kernel = params['dense_0']['kernel']
     permuted = kernel.reshape(8, 2, 2, -1).transpose(1, 2, 0, 3).reshape(
@@ -140,8 +158,8 @@ class ScoreHeadTest(parameterized.TestCase):
     params_last = dict(params, dense_0=dict(params['dense_0'],
                                             kernel=permuted))
     np.testing.assert_allclose(
-        score_head.ScoreHead(first).apply({'params': params}, x),
-        score_head.ScoreHead(last).apply({'params': params_last}, x),
+        jax.jit(score_head.ScoreHead(first).apply)({'params': params}, x),
+        jax.jit(score_head.ScoreHead(last).apply)({'params': params_last}, x),
         atol=1e-6)
 
   def test_param_names_and_axes(self):
@@ -169,14 +187,15 @@ class ScoreHeadTest(parameterized.TestCase):
 
   def test_gradients_reach_every_param(self):
     head = score_head.ScoreHead(score_head.get_score_head_config('tiny'))
-    x = jax.random.normal(jax.random.key(0), (3, 4, 4, 8))
+    x = _normal((3, 4, 4, 8))
     target = jnp.array([0.1, 0.5, 0.9])
-    params = nn.unbox(head.init(jax.random.key(1), x))['params']
+    params = _random_params(head, x)
 
     def loss(p):
       return jnp.mean(jnp.square(head.apply({'params': p}, x) - target))
 
-    grads = traverse_util.flatten_dict(jax.grad(loss)(params), sep='/')
+    grads = traverse_util.flatten_dict(jax.jit(jax.grad(loss))(params),
+                                       sep='/')
     for path, grad in grads.items():
       self.assertTrue(np.all(np.isfinite(grad)), path)
       self.assertGreater(float(jnp.max(jnp.abs(grad))), 0.0, path)

@@ -1,0 +1,180 @@
+# Copyright 2026 The richhf_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Tests for richhf_jax.decoding."""
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from richhf_jax import decoding
+from richhf_jax.models import config as config_lib
+from richhf_jax.models import t5
+
+_B, _LE, _MAX = 2, 6, 6
+
+
+def _markov_step(table):
+  """Step fn whose next-token log-probs depend on the previous token only."""
+  table = jnp.log(jnp.asarray(table, jnp.float32))
+
+  def step(tokens, cache):
+    return table[tokens[:, 0]], {'calls': cache['calls'] + 1}
+  return step
+
+
+# Vocab: 0 start/pad, 1 EOS, 2 'a', 3 'b'. Greedy takes 'a' (0.6) and then EOS
+# (0.34): 0.204. Beam search finds 'b' (0.4) then EOS (0.9): 0.36.
+_TABLE = [[0.0001, 0.0001, 0.5998, 0.4],
+          [0.97, 0.01, 0.01, 0.01],
+          [0.0001, 0.34, 0.3299, 0.33],
+          [0.0001, 0.9, 0.0499, 0.05]]
+
+
+class FakeStepTest(parameterized.TestCase):
+
+  def test_greedy(self):
+    seqs, score = jax.jit(
+        lambda c: decoding.greedy_decode(_markov_step(_TABLE), c,
+                                         batch_size=1, max_decode_len=4))(
+                                             {'calls': jnp.zeros((1,))})
+    np.testing.assert_array_equal(seqs, [[2, 1, 0, 0]])
+    np.testing.assert_allclose(score, np.log([0.5998 * 0.34]), rtol=1e-5)
+
+  def test_beam_search_beats_greedy(self):
+    seqs, scores = jax.jit(
+        lambda c: decoding.beam_search(_markov_step(_TABLE), c, batch_size=1,
+                                       beam_size=2, max_decode_len=4))(
+                                           {'calls': jnp.zeros((1,))})
+    self.assertEqual(seqs.shape, (1, 2, 4))
+    np.testing.assert_array_equal(seqs[0, 0], [3, 1, 0, 0])
+    np.testing.assert_array_equal(seqs[0, 1], [2, 1, 0, 0])
+    np.testing.assert_allclose(scores[0], np.log([0.36, 0.5998 * 0.34]),
+                               rtol=1e-4)
+
+  def test_length_penalty_divides_scores(self):
+    alpha = 0.8
+    _, scores = decoding.beam_search(
+        _markov_step(_TABLE), {'calls': jnp.zeros((1,))}, batch_size=1,
+        beam_size=2, max_decode_len=4, alpha=alpha)
+    lp = ((5.0 + 2) / 6.0)**alpha
+    np.testing.assert_allclose(scores[0, 0], np.log(0.36) / lp, rtol=1e-4)
+
+  def test_unfinished_returns_live_beams(self):
+    # From 'a' the best continuation is always 'a': no EOS within 3 steps.
+    table = [[0.01, 0.01, 0.97, 0.01], [0.97, 0.01, 0.01, 0.01],
+             [0.01, 0.01, 0.97, 0.01], [0.01, 0.01, 0.97, 0.01]]
+    seqs, _ = decoding.greedy_decode(_markov_step(table),
+                                     {'calls': jnp.zeros((1,))},
+                                     batch_size=1, max_decode_len=3)
+    beams, _ = decoding.beam_search(_markov_step(table),
+                                    {'calls': jnp.zeros((1,))}, batch_size=1,
+                                    beam_size=1, max_decode_len=3)
+    np.testing.assert_array_equal(seqs, [[2, 2, 2]])
+    np.testing.assert_array_equal(beams[:, 0], seqs)
+
+  def test_bad_sizes_raise(self):
+    with self.assertRaisesRegex(ValueError, 'beam_size=0'):
+      decoding.beam_search(_markov_step(_TABLE), {}, batch_size=1,
+                           beam_size=0, max_decode_len=3)
+    with self.assertRaisesRegex(ValueError, 'alpha'):
+      decoding.beam_search(_markov_step(_TABLE), {}, batch_size=1,
+                           beam_size=1, max_decode_len=3, alpha=-1.0)
+
+
+class T5DecodingTest(parameterized.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cfg = config_lib.t5_config('tiny')
+    cls.model = t5.T5Transformer(cfg)
+    enc = np.random.RandomState(0).randint(2, 128, (_B, _LE))
+    enc[1, -2:] = 0
+    cls.enc = jnp.asarray(enc, jnp.int32)
+    variables = cls.model.init(jax.random.key(0), cls.enc,
+                               jnp.zeros((_B, _MAX), jnp.int32))
+    params = nn.meta.unbox(variables)['params']
+    # Sharpen the output layer so the argmax is far from ties.
+    params['decoder']['logits_dense']['kernel'] *= 8.0
+    cls.params = params
+    cls.encoded = cls.model.apply({'params': params}, cls.enc,
+                                  method='encode')
+
+  def _init_cache(self, encoded, enc):
+    _, cache = self.model.apply(
+        {'params': self.params}, encoded, enc,
+        jnp.zeros((enc.shape[0], _MAX), jnp.int32), decode=True,
+        max_decode_length=_MAX, method='decode', mutable=['cache'])
+    return cache['cache']
+
+  def _step_fn(self, encoded, enc):
+    def step(tokens, cache):
+      logits, new = self.model.apply(
+          {'params': self.params, 'cache': cache}, encoded, enc, tokens,
+          decode=True, max_decode_length=_MAX, method='decode',
+          mutable=['cache'])
+      return logits[:, 0], new['cache']
+    return step
+
+  def _argmax_without_cache(self):
+    # Teacher-forced full forward on a fixed-length buffer (one compile);
+    # causality makes the padding after position i irrelevant.
+    forward = jax.jit(lambda dec: self.model.apply(
+        {'params': self.params}, self.encoded, self.enc, dec,
+        method='decode'))
+    dec = np.zeros((_B, _MAX), np.int32)
+    out = np.zeros((_B, _MAX), np.int32)
+    done = np.zeros((_B,), bool)
+    for i in range(_MAX):
+      nxt = np.argmax(np.asarray(forward(jnp.asarray(dec)))[:, i], axis=-1)
+      nxt = np.where(done, 0, nxt)
+      out[:, i] = nxt
+      done |= nxt == 1
+      if i + 1 < _MAX:
+        dec[:, i + 1] = nxt
+    return out
+
+  def test_greedy_matches_uncached_argmax_and_beam_1(self):
+    cache = self._init_cache(self.encoded, self.enc)
+    greedy = jax.jit(lambda c: decoding.greedy_decode(
+        self._step_fn(self.encoded, self.enc), c, batch_size=_B,
+        max_decode_len=_MAX))
+    seqs, _ = greedy(cache)
+    np.testing.assert_array_equal(seqs, self._argmax_without_cache())
+
+    beam = jax.jit(lambda c: decoding.beam_search(
+        self._step_fn(self.encoded, self.enc), c, batch_size=_B,
+        beam_size=1, max_decode_len=_MAX))
+    beams, _ = beam(cache)
+    np.testing.assert_array_equal(beams[:, 0], seqs)
+
+  def test_beam_search_with_t5_runs_and_sorts(self):
+    k = 3
+    encoded = decoding.flat_batch_beam_expand(self.encoded, k)
+    enc = decoding.flat_batch_beam_expand(self.enc, k)
+    cache = self._init_cache(self.encoded, self.enc)
+    seqs, scores = jax.jit(lambda c: decoding.beam_search(
+        self._step_fn(encoded, enc), c, batch_size=_B, beam_size=k,
+        max_decode_len=_MAX, alpha=0.6))(cache)
+    self.assertEqual(seqs.shape, (_B, k, _MAX))
+    scores = np.asarray(scores)
+    self.assertTrue(np.all(np.diff(scores, axis=1) <= 1e-6), scores)
+    self.assertTrue(np.all(np.isfinite(scores)))
+
+
+if __name__ == '__main__':
+  absltest.main()

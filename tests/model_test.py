@@ -1,0 +1,118 @@
+# Copyright 2026 The richhf_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Tests for the model wrapper: losses and prediction."""
+
+import dataclasses
+import functools
+
+from absl.testing import absltest
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from richhf_jax import model as model_lib
+from richhf_jax import test_utils
+from richhf_jax.models import rahf
+
+
+class RAHFModelTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.cfg = test_utils.tiny_config(heatmap_loss_weight=2.0,
+                                     score_loss_weight=0.5,
+                                     text_loss_weight=3.0)
+    cls.model = model_lib.RAHFModel(cls.cfg)
+    cls.params = model_lib.unbox(
+        cls.model.get_initial_variables(jax.random.key(0), 6, 7))['params']
+    cls.batch = test_utils.fake_batch(cls.cfg)
+    cls.loss, cls.aux = jax.jit(
+        lambda p, b: cls.model.loss_fn(p, b, None))(cls.params, cls.batch)
+
+  def test_total_is_weighted_sum_of_reported_terms(self):
+    aux = jax.device_get(self.aux)
+    want = (2.0 * (aux['loss/implausibility_heatmap'] +
+                   aux['loss/misalignment_heatmap'])
+            + 0.5 * sum(aux[f'loss/{k}_score'] for k in rahf.SCORE_TYPES)
+            + 3.0 * aux['loss/text'])
+    self.assertAlmostEqual(float(self.loss), float(want), places=4)
+    self.assertAlmostEqual(float(self.loss), float(aux['loss/total']),
+                           places=5)
+
+  def test_heatmap_term_is_pixel_mse(self):
+    out = self.model.module.apply(
+        {'params': self.params}, self.batch['image'],
+        self.batch['encoder_input_tokens'], self.batch['decoder_input_tokens'])
+    want = np.mean((np.asarray(out['implausibility_heatmap']) -
+                    self.batch['implausibility_heatmap']) ** 2)
+    self.assertAlmostEqual(float(self.aux['loss/implausibility_heatmap']),
+                           float(want), places=5)
+
+  def test_text_loss_ignores_padding(self):
+    b2 = dict(self.batch)
+    tgt = self.batch['decoder_target_tokens'].copy()
+    tgt[:, -1] = 5  # a token at a zero-weight position
+    b2['decoder_target_tokens'] = tgt
+    _, aux2 = self.model.loss_fn(self.params, b2, None)
+    self.assertAlmostEqual(float(aux2['loss/text']),
+                           float(self.aux['loss/text']), places=5)
+
+  def test_predict_batch_matches_forward_and_decodes(self):
+    predict = jax.jit(functools.partial(self.model.predict_batch,
+                                        max_decode_length=5))
+    pred = predict(self.params, self.batch)
+    out = self.model.module.apply(
+        {'params': self.params}, self.batch['image'],
+        self.batch['encoder_input_tokens'])
+    np.testing.assert_allclose(pred['scores'], out['scores'], atol=1e-6)
+    np.testing.assert_allclose(pred['implausibility_heatmap'],
+                               out['implausibility_heatmap'], atol=1e-6)
+    self.assertEqual(pred['decoded'].shape, (2, 5))
+    # Greedy decoding equals an argmax loop over full teacher-forced passes.
+    tokens = np.zeros((2, 1), np.int32)
+    for _ in range(5):
+      logits = self.model.module.apply(
+          {'params': self.params}, self.batch['image'],
+          self.batch['encoder_input_tokens'], tokens)['logits']
+      nxt = np.asarray(jnp.argmax(logits[:, -1], -1), np.int32)
+      tokens = np.concatenate([tokens, nxt[:, None]], axis=1)
+    want = tokens[:, 1:].copy()
+    for row in want:  # positions after EOS are padding.
+      hits = np.where(row == model_lib.EOS_ID)[0]
+      if len(hits):
+        row[hits[0] + 1:] = 0
+    np.testing.assert_array_equal(pred['decoded'], want)
+
+  def test_check_batch_names_bad_heatmap(self):
+    b = dict(self.batch)
+    b['misalignment_heatmap'] = np.zeros((2, 8, 8), np.float32)
+    with self.assertRaisesRegex(ValueError, 'misalignment_heatmap.*16, 16'):
+      model_lib.check_batch(b, self.cfg)
+    b = dict(self.batch)
+    del b['scores']
+    with self.assertRaisesRegex(ValueError, r"missing features \['scores'\]"):
+      model_lib.check_batch(b, self.cfg)
+
+  def test_zero_text_weight_drops_text_term(self):
+    cfg = dataclasses.replace(self.cfg, text_loss_weight=0.0)
+    model = model_lib.RAHFModel(cfg)
+    loss, aux = model.loss_fn(self.params, self.batch, None)
+    self.assertAlmostEqual(
+        float(loss), float(self.loss - 3.0 * self.aux['loss/text']), places=4)
+    self.assertGreater(float(aux['loss/text']), 0)
+
+
+if __name__ == '__main__':
+  absltest.main()
