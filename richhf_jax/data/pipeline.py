@@ -105,14 +105,16 @@ def get_dataset(data: DataConfig, model_config: rahf.RAHFConfig, split: str,
   hm = model_config.heatmap_size[0]
   lengths = tasks.task_feature_lengths(
       data.input_length, data.target_length, model_config.vit.image_size, hm)
-  return seqio.get_dataset(
+  ds = seqio.get_dataset(
       name, task_feature_lengths=lengths, dataset_split=split,
       shuffle=shuffle, num_epochs=None if repeat else 1,
       feature_converter=tasks.feature_converter(),
       shard_info=seqio.ShardInfo(index=index, num_shards=nproc)
       if nproc > 1 else None,
-      seed=data.shuffle_seed if seed is None else seed,
-      batch_size=batch_size // nproc)
+      seed=data.shuffle_seed if seed is None else seed)
+  # Batched here, not by seqio: its batching drops the last partial batch,
+  # which would silently leave evaluation examples out.
+  return ds.batch(batch_size // nproc, drop_remainder=repeat)
 
 
 def numpy_batches(ds, start_step: int = 0) -> Iterator[dict[str, Any]]:

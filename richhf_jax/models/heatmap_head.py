@@ -45,8 +45,8 @@ for `port` (i over blocks 0..3):
 Weight layouts and the PyTorch -> JAX transposes are in `conv_layers`; norm
 scales `[C, 1, 1]` in the port reshape to `[C]`.
 
-Dtype policy: params float32; convs run in `config.dtype`; norms, the output
-logits and the sigmoid run in float32.
+Dtype policy: params float32; convs run in `config.dtype`; norms, the
+1-channel `out_conv` (the logits) and the sigmoid run in float32.
 """
 
 import dataclasses
@@ -171,14 +171,15 @@ def get_heatmap_head_config(name: str, **overrides) -> HeatmapHeadConfig:
 class HeatmapHead(nn.Module):
   """Feature map -> heatmap in [0, 1] (see the module docstring).
 
-  With `config.output_size` set, the 1-channel logits are resized bilinearly
-  (half-pixel centres, as PyTorch `F.interpolate(..., align_corners=False)`
-  when upsampling) and the sigmoid comes after. Logits rather than
-  probabilities are resized so that the sigmoid stays the last op (its
-  float32 output is the head's output, as in the full-resolution head) and
-  edges come out sharp: interpolating a logit across a boundary and then
-  squashing it gives a steep transition, while interpolating probabilities
-  smears it over the whole upsampled pixel. Both keep the result in [0, 1].
+  With `config.output_size` set, the 1-channel float32 logits are resized
+  with `jax.image.resize(..., 'bilinear')` (half-pixel centres: equal to
+  PyTorch `F.interpolate(..., align_corners=False)` when upsampling; when
+  downsampling JAX antialiases and PyTorch does not) and the sigmoid comes
+  after. Logits rather than probabilities are resized so that the sigmoid
+  stays the last op, exactly as in the full-resolution head, and so that
+  edges stay sharp: a logit interpolated across a boundary and then squashed
+  makes a steep transition, while interpolated probabilities make a linear
+  ramp between coarse pixels. Both keep the result in [0, 1].
 
   Attributes:
     config: the architecture.
@@ -241,8 +242,10 @@ class HeatmapHead(nn.Module):
       x = self._conv_block(x, features, cfg.final_order, f'final_conv_{i}',
                            f'final_norm_{i}')
 
-    # float32 logits: [B, H, W, 1] -> [B, H, W].
-    logits = self._conv(1, 'out_conv')(x).astype(jnp.float32)[..., 0]
+    # float32 island for the cheap 1-channel logits: [B, H, W, 1] -> [B, H, W].
+    out_conv = conv_layers.conv2d(1, cfg.kernel_size, 1, cfg.use_bias,
+                                  jnp.float32, 'out_conv')
+    logits = out_conv(x)[..., 0]
     if cfg.output_size is not None:
       batch = logits.shape[0]
       logits = jax.image.resize(

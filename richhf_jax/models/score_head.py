@@ -41,8 +41,8 @@ With `flatten_order='channels_first'` (the port preset) the flattened vector
 has the port's order, so `dense_0/kernel` is the port's weight transposed,
 with no row permutation. Layouts of the other weights are in `conv_layers`.
 
-Dtype policy: params float32; convs and dense layers run in `config.dtype`;
-norms, the output logit and the sigmoid run in float32.
+Dtype policy: params float32; convs and hidden dense layers run in
+`config.dtype`; norms, `out_dense` (the logit) and the sigmoid run in float32.
 """
 
 import dataclasses
@@ -220,6 +220,7 @@ class ScoreHead(nn.Module):
     for i, features in enumerate(cfg.mlp_dims):
       x = act(conv_layers.dense(features, cfg.use_bias, cfg.dtype,
                                 f'dense_{i}')(x))
-    logits = conv_layers.dense(1, cfg.use_bias, cfg.dtype, 'out_dense')(x)
-    score = jax.nn.sigmoid(logits.astype(jnp.float32))[:, 0]
+    # float32 island for the single logit.
+    logits = conv_layers.dense(1, cfg.use_bias, jnp.float32, 'out_dense')(x)
+    score = jax.nn.sigmoid(logits)[:, 0]
     return nn.with_logical_constraint(score, ('batch',))
