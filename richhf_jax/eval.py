@@ -120,8 +120,9 @@ def evaluate(model_dir: str = gin.REQUIRED,
              max_decode_length: int | None = None,
              num_overlays: int = 6,
              max_baseline_examples: int | None = None,
-             log_fn=print) -> dict:
+             log_fn=trainer_lib.console) -> dict:
   """Evaluates the checkpoint in `model_dir` on `split`; returns metrics."""
+  pipeline.check_vocab(data, model_config)
   os.makedirs(output_dir, exist_ok=True)
   tr, meta = restore_params(model_dir, model_config, checkpoint_step)
   params = tr.state.params

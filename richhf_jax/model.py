@@ -123,7 +123,7 @@ class RAHFModel:
 
   def loss_fn(self, params: PyTree, batch: Mapping[str, Array],
               dropout_rng: Array | None) -> tuple[Array, dict[str, Array]]:
-    """Weighted sum of heatmap MSE, score MSE and token cross entropy.
+    """Weighted sum of heatmap loss, score MSE and token cross entropy.
 
     Args:
       params: model parameters (unboxed).
@@ -144,7 +144,11 @@ class RAHFModel:
     total = 0.0
     for k in rahf.HEATMAP_TYPES:
       gt = batch[f'{k}_heatmap'].astype(jnp.float32)
-      term = jnp.mean(jnp.square(out[f'{k}_heatmap'] - gt))
+      if cfg.heatmap_loss == 'bce':
+        term = jnp.mean(optax.sigmoid_binary_cross_entropy(
+            out[f'{k}_heatmap_logits'], gt))
+      else:
+        term = jnp.mean(jnp.square(out[f'{k}_heatmap'] - gt))
       aux[f'loss/{k}_heatmap'] = term
       total += cfg.heatmap_loss_weight * term
     sq = jnp.square(out['scores'] - batch['scores'].astype(jnp.float32))

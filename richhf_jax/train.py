@@ -54,9 +54,10 @@ def train(model_dir: str = gin.REQUIRED,
           model_config=gin.REQUIRED,
           data: pipeline.DataConfig = gin.REQUIRED,
           train_config: trainer_lib.TrainConfig = gin.REQUIRED,
-          log_fn=print) -> dict[str, float]:
+          log_fn=trainer_lib.console) -> dict[str, float]:
   """Trains a model in `model_dir`; returns the last logged metrics."""
   main = jax.process_index() == 0
+  pipeline.check_vocab(data, model_config)
   os.makedirs(model_dir, exist_ok=True)
   if main:
     gin_utils.save_operative_config(model_dir)

@@ -142,6 +142,11 @@ def make_mesh(model_parallel: int = 1) -> jax.sharding.Mesh:
       axis_types=(jax.sharding.AxisType.Auto,) * 2)
 
 
+def console(line: str) -> None:
+  """Prints a progress line at once (also when stdout is a pipe)."""
+  print(line, flush=True)
+
+
 class NonFiniteLossError(FloatingPointError):
   """The loss became NaN or infinite."""
 
@@ -291,7 +296,7 @@ class Trainer:
             ckpt: checkpoints.Checkpointer | None = None,
             meta: Mapping[str, Any] | None = None,
             writer: Any = None,
-            log_fn: Callable[[str], None] = print) -> dict[str, float]:
+            log_fn: Callable[[str], None] = console) -> dict[str, float]:
     """Runs from the current step to `config.num_steps`.
 
     Args:

@@ -62,6 +62,28 @@ class DataConfig:
 SPLITS = ('train', 'validation', 'test')
 
 
+def check_vocab(data: DataConfig, model_config: rahf.RAHFConfig) -> int:
+  """Checks that every vocabulary id has a row in the model's embedding.
+
+  An id past the table would be looked up out of bounds, which XLA answers
+  with NaN instead of an error.
+
+  Returns:
+    The vocabulary size.
+
+  Raises:
+    ValueError: the vocabulary is larger than `t5.vocab_size`.
+  """
+  import seqio  # pylint: disable=g-import-not-at-top
+  size = seqio.SentencePieceVocabulary(data.vocab_path).vocab_size
+  if size > model_config.t5.vocab_size:
+    raise ValueError(
+        f'the vocabulary {data.vocab_path} has {size} ids but the model\'s '
+        f't5.vocab_size is {model_config.t5.vocab_size}; set t5.vocab_size '
+        f'to at least {size} (e.g. rahf_config.t5_overrides)')
+  return size
+
+
 def task_name(data: DataConfig, model_config: rahf.RAHFConfig) -> str:
   """Registers the tasks for this data/model pair; returns the task name."""
   hm = model_config.heatmap_size

@@ -206,17 +206,20 @@ class HeatmapHead(nn.Module):
     return conv_layers.post_conv(x, order, norm, act)
 
   @nn.compact
-  def __call__(self, feature_map: Array, *, train: bool = False) -> Array:
+  def __call__(self, feature_map: Array, *, train: bool = False,
+               return_logits: bool = False) -> Array:
     """Predicts a heatmap.
 
     Args:
       feature_map: [B, h, w, D] image features.
       train: unused (the head has no dropout or batch statistics); kept for
         the common head interface.
+      return_logits: return the pre-sigmoid logits instead (for losses that
+        work on logits).
 
     Returns:
-      [B, H, W] float32 in [0, 1], with (H, W) = `config.output_size` if set,
-      else (h, w) * `config.upsample_factor`.
+      [B, H, W] float32 in [0, 1] (or logits), with (H, W) =
+      `config.output_size` if set, else (h, w) * `config.upsample_factor`.
 
     Raises:
       ValueError: `feature_map` is not 4-D.
@@ -250,6 +253,8 @@ class HeatmapHead(nn.Module):
       batch = logits.shape[0]
       logits = jax.image.resize(
           logits, (batch, *cfg.output_size), method='bilinear')
+    if return_logits:
+      return nn.with_logical_constraint(logits, ('batch', 'height', 'width'))
     heatmap = jax.nn.sigmoid(logits)
     return nn.with_logical_constraint(heatmap, ('batch', 'height', 'width'))
 

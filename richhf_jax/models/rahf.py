@@ -46,6 +46,7 @@ Array = jax.Array
 HEATMAP_TYPES = ('implausibility', 'misalignment')
 SCORE_TYPES = ('plausibility', 'alignment', 'aesthetics', 'overall')
 VARIANTS = ('multihead', 'augmented')
+HEATMAP_LOSSES = ('mse', 'bce')
 
 # Augmented-prompt variant: the task prefixes, in the order the model expects
 # the task axis of `encoder_input_tokens`. The keyword task last, so the
@@ -72,7 +73,12 @@ class RAHFConfig:
       multi-head variant).
     score_head: likewise for the four scores.
     variant: 'multihead' or 'augmented'.
-    heatmap_loss_weight: weight of the per-pixel heatmap MSE (each type).
+    heatmap_loss: 'mse' (the paper: per-pixel MSE of the sigmoid output) or
+      'bce' (per-pixel sigmoid cross entropy on the logits, against the
+      soft targets). MSE through a sigmoid saturates on sparse maps (most
+      pixels 0): once the logits are very negative its gradient vanishes;
+      the cross entropy's gradient stays p - y.
+    heatmap_loss_weight: weight of the per-pixel heatmap loss (each type).
     score_loss_weight: weight of the score MSE (each type).
     text_loss_weight: weight of the decoder's token cross entropy.
   """
@@ -81,6 +87,7 @@ class RAHFConfig:
   heatmap_head: heatmap_head_lib.HeatmapHeadConfig
   score_head: score_head_lib.ScoreHeadConfig
   variant: str = 'multihead'
+  heatmap_loss: str = 'mse'
   heatmap_loss_weight: float = 1.0
   score_loss_weight: float = 1.0
   text_loss_weight: float = 1.0
@@ -89,6 +96,9 @@ class RAHFConfig:
     if self.variant not in VARIANTS:
       raise ValueError(
           f'RAHFConfig.variant={self.variant!r}; expected one of {VARIANTS}')
+    if self.heatmap_loss not in HEATMAP_LOSSES:
+      raise ValueError(f'RAHFConfig.heatmap_loss={self.heatmap_loss!r}; '
+                       f'expected one of {HEATMAP_LOSSES}')
     for name in ('heatmap_loss_weight', 'score_loss_weight',
                  'text_loss_weight'):
       if getattr(self, name) < 0:
@@ -229,14 +239,17 @@ class RAHF(nn.Module):
 
     Returns:
       {'implausibility_heatmap': [B, H, W], 'misalignment_heatmap': [B, H, W],
-       'scores': [B, 4]} (scores in SCORE_TYPES order), all float32.
+       'scores': [B, 4]} (scores in SCORE_TYPES order), all float32, plus the
+      heatmaps' pre-sigmoid logits under '<type>_heatmap_logits'.
     """
     cfg = self.config
     fmap = self._feature_map(encoded)
     out = {}
     if cfg.variant == 'multihead':
       for k in HEATMAP_TYPES:
-        out[f'{k}_heatmap'] = self.heatmap[k](fmap, train=train)
+        logits = self.heatmap[k](fmap, train=train, return_logits=True)
+        out[f'{k}_heatmap_logits'] = logits
+        out[f'{k}_heatmap'] = jax.nn.sigmoid(logits)
       scores = [self.score[k](fmap, train=train) for k in SCORE_TYPES]
       out['scores'] = jnp.stack(scores, axis=-1)
       return out
@@ -245,9 +258,11 @@ class RAHF(nn.Module):
     b = fmap.shape[0]
     nh, ns = len(HEATMAP_TYPES), len(SCORE_TYPES)
     hm_in = fmap[:, :nh].reshape((b * nh,) + fmap.shape[2:])
-    hm = self.heatmap(hm_in, train=train).reshape((b, nh) + cfg.heatmap_size)
+    hm = self.heatmap(hm_in, train=train, return_logits=True)
+    hm = hm.reshape((b, nh) + cfg.heatmap_size)
     for i, k in enumerate(HEATMAP_TYPES):
-      out[f'{k}_heatmap'] = hm[:, i]
+      out[f'{k}_heatmap_logits'] = hm[:, i]
+      out[f'{k}_heatmap'] = jax.nn.sigmoid(hm[:, i])
     sc_in = fmap[:, nh:nh + ns].reshape((b * ns,) + fmap.shape[2:])
     out['scores'] = self.score(sc_in, train=train).reshape((b, ns))
     return out
