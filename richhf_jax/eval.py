@@ -32,8 +32,6 @@ import time
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 # pylint: disable=g-import-not-at-top
-from absl import app
-from absl import logging
 import gin
 import jax
 import numpy as np
@@ -54,7 +52,7 @@ _TARGET_KEYS = ('implausibility_heatmap', 'misalignment_heatmap', 'scores')
 
 def restore_params(model_dir: str, model_config: rahf.RAHFConfig,
                    step: int | None = None):
-  """Restores parameters (and the checkpoint's meta) for evaluation."""
+  """A Trainer holding the restored state, for evaluation."""
   ckpt = checkpoints.Checkpointer(model_dir, async_save=False)
   if ckpt.latest_step() is None:
     raise FileNotFoundError(f'no checkpoint under {ckpt.directory}; train '
@@ -73,7 +71,7 @@ def restore_params(model_dir: str, model_config: rahf.RAHFConfig,
                            int(data.get('target_length', 48)))
   tr.restore_state(ckpt, step)
   ckpt.close()
-  return tr, raw_meta
+  return tr
 
 
 def _pad_batch(batch: dict[str, np.ndarray], size: int):
@@ -124,7 +122,7 @@ def evaluate(model_dir: str = gin.REQUIRED,
   """Evaluates the checkpoint in `model_dir` on `split`; returns metrics."""
   pipeline.check_vocab(data, model_config)
   os.makedirs(output_dir, exist_ok=True)
-  tr, meta = restore_params(model_dir, model_config, checkpoint_step)
+  tr = restore_params(model_dir, model_config, checkpoint_step)
   params = tr.state.params
   step = int(tr.state.step)
   log_fn(f'evaluating {model_dir} step {step} on {split}')
@@ -188,18 +186,8 @@ def evaluate(model_dir: str = gin.REQUIRED,
         os.path.join(output_dir, 'overlays'), np.stack(shown['images']),
         np.stack(shown['gt']), np.stack(shown['pred']), shown['names'])
   log_fn(f'wrote {output_dir}/metrics.json and report.md')
-  del meta
   return result
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  gin_utils.parse_gin_flags()
-  logging.set_verbosity(logging.WARNING)
-  evaluate()
-
-
 if __name__ == '__main__':
-  app.run(main, flags_parser=lambda argv: app.parse_flags_with_usage(
-      gin_utils.rewrite_gin_args(argv)))
+  gin_utils.run(evaluate)

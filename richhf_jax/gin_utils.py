@@ -20,9 +20,11 @@ binding `NAME = VALUE`.
 """
 
 import os
-from typing import Sequence
+from typing import Callable, Sequence
 
+from absl import app
 from absl import flags
+from absl import logging
 import gin
 
 GIN_FILE = flags.DEFINE_multi_string(
@@ -88,3 +90,20 @@ def save_operative_config(directory: str, name: str = 'config.gin') -> str:
   with open(path, 'w') as f:
     f.write(gin.operative_config_str())
   return path
+
+
+def run(fn: Callable[[], object]) -> None:
+  """Runs a gin-configured entry point `fn` as a program (t5x style).
+
+  Parses the flags (with `--gin.NAME=VALUE` rewritten to bindings), then the
+  gin files and bindings, then calls `fn()`.
+  """
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    parse_gin_flags()
+    logging.set_verbosity(logging.WARNING)
+    fn()
+
+  app.run(main, flags_parser=lambda argv: app.parse_flags_with_usage(
+      rewrite_gin_args(argv)))

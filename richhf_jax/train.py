@@ -31,8 +31,6 @@ import sys
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 # pylint: disable=g-import-not-at-top
-from absl import app
-from absl import logging
 import gin
 import jax
 
@@ -112,14 +110,5 @@ def train(model_dir: str = gin.REQUIRED,
   return metrics
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  gin_utils.parse_gin_flags()
-  logging.set_verbosity(logging.WARNING)
-  train()
-
-
 if __name__ == '__main__':
-  app.run(main, flags_parser=lambda argv: app.parse_flags_with_usage(
-      gin_utils.rewrite_gin_args(argv)))
+  gin_utils.run(train)

@@ -377,9 +377,5 @@ class Trainer:
     return means
 
 
-def is_main_process() -> bool:
-  return jax.process_index() == 0
-
-
 def model_info_path(model_dir: str) -> str:
   return os.path.join(model_dir, 'model-info.txt')

@@ -37,7 +37,8 @@ Norms (`'channel_rms'`, `'layer'`) normalise over the channel axis at every
 pixel and always compute in float32, whatever the activation dtype.
 """
 
-from typing import Any, Callable, Sequence
+import dataclasses
+from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -379,3 +380,17 @@ def post_conv(x: Array, order: str, norm: nn.Module | None,
 def post_conv_needs_norm(order: str) -> bool:
   """Whether `order` applies a norm (so a norm submodule must exist)."""
   return 'norm' in order.split('_')
+
+
+def lookup_preset(kind: str, presets: Mapping[str, Any], name: str,
+                  overrides: Mapping[str, Any]) -> Any:
+  """Returns `presets[name]` with fields replaced by `overrides`.
+
+  Raises:
+    ValueError: unknown preset name (the message lists the valid ones), or
+      an invalid override.
+  """
+  if name not in presets:
+    raise ValueError(f'unknown {kind} preset {name!r}; valid names: '
+                     f'{sorted(presets)}')
+  return dataclasses.replace(presets[name], **overrides)

@@ -162,10 +162,7 @@ def get_heatmap_head_config(name: str, **overrides) -> HeatmapHeadConfig:
   Raises:
     ValueError: unknown preset name, or an invalid override.
   """
-  if name not in HEATMAP_HEAD_PRESETS:
-    raise ValueError(f'unknown heatmap head preset {name!r}; valid names: '
-                     f'{sorted(HEATMAP_HEAD_PRESETS)}')
-  return dataclasses.replace(HEATMAP_HEAD_PRESETS[name], **overrides)
+  return conv_layers.lookup_preset('heatmap head', HEATMAP_HEAD_PRESETS, name, overrides)
 
 
 class HeatmapHead(nn.Module):

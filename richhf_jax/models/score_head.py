@@ -164,10 +164,7 @@ def get_score_head_config(name: str, **overrides) -> ScoreHeadConfig:
   Raises:
     ValueError: unknown preset name, or an invalid override.
   """
-  if name not in SCORE_HEAD_PRESETS:
-    raise ValueError(f'unknown score head preset {name!r}; valid names: '
-                     f'{sorted(SCORE_HEAD_PRESETS)}')
-  return dataclasses.replace(SCORE_HEAD_PRESETS[name], **overrides)
+  return conv_layers.lookup_preset('score head', SCORE_HEAD_PRESETS, name, overrides)
 
 
 class ScoreHead(nn.Module):
