@@ -68,3 +68,49 @@ def fake_batch(config: rahf.RAHFConfig, batch_size: int = 2,
           np.float32),
       'scores': rng.uniform(0, 1, (batch_size, 4)).astype(np.float32),
   }
+
+
+# Prompts of the tiny vocabulary that `tiny_export` bundles.
+TINY_PROMPTS = ('a red circle and two blue squares',
+                'three yellow triangles on a green background',
+                'a big orange star at the top')
+
+
+def tiny_vocab(model_prefix: str) -> str:
+  """A SentencePiece model of `TINY_PROMPTS` small enough for tiny_config."""
+  from richhf_jax.data import release  # pylint: disable=g-import-not-at-top
+  from richhf_jax.data import vocab  # pylint: disable=g-import-not-at-top
+  targets = [release.marked_target(p.split(), [i % 2 for i in range(
+      len(p.split()))]) for p in TINY_PROMPTS]
+  return vocab.train_vocab(list(TINY_PROMPTS) + targets, model_prefix)
+
+
+def tiny_export(out_dir: str, config: rahf.RAHFConfig | None = None,
+                seed: int = 0, input_length: int = 8,
+                target_length: int = 8) -> str:
+  """An inference export (richhf_jax.export layout) of an initialised model.
+
+  Args:
+    out_dir: the export directory to write; the vocabulary is trained in
+      `out_dir + '_vocab'`.
+    config: default `tiny_config()`.
+    seed: parameter init seed.
+    input_length: prompt token length recorded in the export.
+    target_length: decoded token length recorded in the export.
+
+  Returns:
+    The export path.
+  """
+  # pylint: disable=g-import-not-at-top
+  import jax
+  from richhf_jax import export
+  from richhf_jax import model as model_lib
+  # pylint: enable=g-import-not-at-top
+  config = config or tiny_config()
+  model = model_lib.RAHFModel(config)
+  params = jax.jit(lambda r: model_lib.unbox(
+      model.get_initial_variables(r))['params'])(jax.random.key(seed))
+  spm_model = tiny_vocab(out_dir + '_vocab/spm')
+  return export.save_export(out_dir, config, params, spm_model,
+                            input_length=input_length,
+                            target_length=target_length, overwrite=True)
