@@ -11,4 +11,4 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Data: the RichHF-18K release, the Pick-a-Pic join, synthetic data, seqio tasks."""
+"""Data: RichHF-18K release, Pick-a-Pic join, TFDS, seqio tasks, synthetic."""

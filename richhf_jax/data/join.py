@@ -36,8 +36,12 @@ The join runs in three stages, with bounded memory:
    `image`, `uid`, `prompt`, `clean_prompt`, `target`
    (docs/architecture.md). Records are skipped, counted and listed when the
    uid is missing from Pick-a-Pic, when the labels do not pair with the
-   caption's words (SPEC.md section 2: skip with a count), or when the record
-   is corrupt. The counts go to stdout and `OUT/join_summary.json`.
+   caption's words (SPEC.md section 2: skip with a count), when the caption
+   has no word, when the image is empty or does not fully decode (truncated,
+   unknown format; `release.check_image`), or when the record is corrupt.
+   Images in any mode TensorFlow decodes to RGB (grayscale, alpha, palette,
+   CMYK JPEG, 16-bit PNG) are kept as they are. The counts go to stdout
+   and `OUT/join_summary.json`.
 
 Usage:
   python -m richhf_jax.data.join --richhf_dir richhf-18k \
@@ -287,7 +291,9 @@ def joined_example(example, *, image: bytes, uid: str, prompt: str,
 def _new_split_summary() -> dict[str, Any]:
   return dict(release_records=0, written=0, missing=0, missing_uids=[],
               label_mismatch=0, label_mismatch_files=[], corrupt=0,
-              corrupt_examples=[], empty_image=0, empty_image_uids=[])
+              corrupt_examples=[], empty_image=0, empty_image_uids=[],
+              corrupt_image=0, corrupt_image_uids=[], empty_prompt=0,
+              empty_prompt_uids=[])
 
 
 def _note(summary, key, list_key, item):
@@ -331,6 +337,9 @@ def write_split(split: str, richhf_dir: str, out_dir: str,
       _note(summary, 'missing', 'missing_uids', record.uid)
       continue
     prompt = captions[record.uid]
+    if not release.prompt_words(prompt):
+      _note(summary, 'empty_prompt', 'empty_prompt_uids', record.uid)
+      continue
     try:
       release.check_label_count(record, prompt)
     except release.LabelCountMismatchError:
@@ -341,6 +350,13 @@ def write_split(split: str, richhf_dir: str, out_dir: str,
       image = f.read()
     if not image:
       _note(summary, 'empty_image', 'empty_image_uids', record.uid)
+      continue
+    try:
+      release.check_image(image, uid=record.uid)
+    except release.CorruptImageError as e:
+      _note(summary, 'corrupt_image', 'corrupt_image_uids', record.uid)
+      print(f'skipping {split} record {record.filename}: {e}',
+            file=sys.stderr)
       continue
     joined_example(example, image=image, uid=record.uid, prompt=prompt,
                    labels=record.labels)
@@ -410,11 +426,14 @@ def _report(summary: dict[str, Any]) -> None:
           f"{s['written']} written in {s['num_shards']} shards; "
           f"missing from Pick-a-Pic {s['missing']}, label/word count "
           f"mismatch skipped {s['label_mismatch']}, corrupt {s['corrupt']}, "
-          f"empty image {s['empty_image']}")
+          f"empty image {s['empty_image']}, corrupt image "
+          f"{s['corrupt_image']}, empty prompt {s['empty_prompt']}")
     for key, lst in (('missing', 'missing_uids'),
                      ('label_mismatch', 'label_mismatch_files'),
                      ('corrupt', 'corrupt_examples'),
-                     ('empty_image', 'empty_image_uids')):
+                     ('empty_image', 'empty_image_uids'),
+                     ('corrupt_image', 'corrupt_image_uids'),
+                     ('empty_prompt', 'empty_prompt_uids')):
       if s[key]:
         print(f'  {key} (first {len(s[lst])}): ' + ', '.join(s[lst]),
               file=sys.stderr)

@@ -15,31 +15,49 @@
 
 The image and heatmap resolutions are not data settings: they follow from the
 model config (ViT image size, heatmap head output size), so the two cannot
-disagree.
+disagree. The task variant (multi-head or augmented prompt) follows from the
+model config too; for the augmented variant the batches' `encoder_input_tokens`
+are the [B, K, L] task prompts the model expects.
+
+Training streams are deterministic: epoch e is the split's parsed records
+shuffled with a seed derived from (`shuffle_seed`, e) before decoding, so a run
+resumed at `start_step` rebuilds the same stream by skipping only the raw
+records of the current epoch (cheap: skipped records are parsed, not
+decoded), never the batches of earlier epochs.
 """
 
 import dataclasses
 import os
-from typing import Any, Iterator
+import re
+from typing import Any, Iterator, Optional
 
+from absl import logging
 import jax
 import numpy as np
 
+from richhf_jax.data import preprocessors as pp
 from richhf_jax.data import tasks
 from richhf_jax.models import rahf
+
+# Epoch seeds: seed * _EPOCH_STRIDE + epoch.
+_EPOCH_STRIDE = 1_000_003
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-  """Where the joined RichHF-18K shards are and how to batch them.
+  """Where the RichHF-18K data is and how to batch it.
 
   Attributes:
-    data_dir: directory of joined shards (`richhf_jax.data.join` output).
+    data_dir: directory of joined shards (`richhf_jax.data.join` output), or
+      the TFDS data dir holding `richhf18k/` when `source='tfds'`.
     vocab_path: SentencePiece model (T5's for real runs).
-    input_length: encoder prompt tokens (longer prompts are truncated).
+    input_length: encoder prompt tokens (longer prompts are truncated and
+      counted, see `preprocessors.truncation_counts`).
     target_length: decoder tokens (marked prompt + EOS).
     shuffle_seed: seed of the training shuffle.
     name_prefix: prefix of the registered seqio task names.
+    source: 'tfrecord' (joined shards) or 'tfds' (the `richhf18k` dataset).
+    shuffle_buffer_size: records in the training shuffle buffer.
   """
   data_dir: str
   vocab_path: str
@@ -47,16 +65,25 @@ class DataConfig:
   target_length: int = 48
   shuffle_seed: int = 0
   name_prefix: str = 'richhf18k'
+  source: str = 'tfrecord'
+  shuffle_buffer_size: int = tasks.DEFAULT_SHUFFLE_BUFFER
 
   def __post_init__(self):
     if not os.path.isdir(self.data_dir):
       raise FileNotFoundError(
           f'DataConfig.data_dir={self.data_dir!r} is not a directory; expected '
-          'the output directory of `python -m richhf_jax.data.join`')
+          'the output directory of `python -m richhf_jax.data.join` (or a '
+          'TFDS data dir with source="tfds")')
     if not os.path.isfile(self.vocab_path):
       raise FileNotFoundError(
           f'DataConfig.vocab_path={self.vocab_path!r} does not exist; expected '
           'a SentencePiece model file')
+    if self.source not in tasks.SOURCES:
+      raise ValueError(f'DataConfig.source={self.source!r}; expected one of '
+                       f'{tasks.SOURCES}')
+    if self.shuffle_buffer_size < 1:
+      raise ValueError('DataConfig.shuffle_buffer_size must be >= 1, got '
+                       f'{self.shuffle_buffer_size}')
 
 
 SPLITS = ('train', 'validation', 'test')
@@ -84,34 +111,81 @@ def check_vocab(data: DataConfig, model_config: rahf.RAHFConfig) -> int:
   return size
 
 
+def _augmented(model_config: rahf.RAHFConfig) -> bool:
+  if model_config.variant not in rahf.VARIANTS:
+    raise ValueError(f'unknown model variant {model_config.variant!r}')
+  return model_config.variant == 'augmented'
+
+
 def task_name(data: DataConfig, model_config: rahf.RAHFConfig) -> str:
   """Registers the tasks for this data/model pair; returns the task name."""
   hm = model_config.heatmap_size
   if hm[0] != hm[1]:
     raise ValueError(f'non-square heatmap size {hm} is not supported')
-  tasks.register_tasks(
+  names = tasks.register_tasks(
       data_dir=data.data_dir, vocab_path=data.vocab_path,
       image_size=model_config.vit.image_size, heatmap_size=hm[0],
-      name_prefix=data.name_prefix)
-  if model_config.variant != 'multihead':
-    raise NotImplementedError(
-        f'data pipeline for variant {model_config.variant!r} is not wired yet')
-  return f'{data.name_prefix}_multihead'
+      name_prefix=data.name_prefix, source=data.source,
+      shuffle_buffer_size=data.shuffle_buffer_size)
+  return names['augmented' if _augmented(model_config) else 'multihead']
+
+
+def feature_lengths(data: DataConfig,
+                    model_config: rahf.RAHFConfig) -> dict[str, Any]:
+  """The seqio `task_feature_lengths` for this data/model pair."""
+  return tasks.task_feature_lengths(
+      data.input_length, data.target_length, model_config.vit.image_size,
+      model_config.heatmap_size[0], _augmented(model_config))
+
+
+def _model_batch(ex):
+  """Augmented variant: the K task prompts become `encoder_input_tokens`."""
+  if pp.AUGMENTED_INPUTS not in ex:
+    return ex
+  ex = dict(ex)
+  ex['encoder_input_tokens'] = ex.pop(pp.AUGMENTED_INPUTS)
+  return ex
+
+
+def _epoch_stream(task, split: str, nproc: int, index: int, seed: int,
+                  buffer_size: int, first_epoch: int, offset: int):
+  """Parsed records, epoch e shuffled with seed (seed, e), from an offset."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  raw = task.source.get_dataset(split=split, shuffle=False)
+  if nproc > 1:
+    raw = raw.shard(nproc, index)
+
+  def epoch(e):
+    return raw.shuffle(buffer_size, seed=seed * _EPOCH_STRIDE + e,
+                       reshuffle_each_iteration=False)
+
+  stream = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch)
+  return stream.skip(offset)
+
+
+def _num_records(task, split: str, nproc: int, index: int) -> int:
+  """Records of this host's shard of the split (parsed, not decoded)."""
+  raw = task.source.get_dataset(split=split, shuffle=False)
+  if nproc > 1:
+    raw = raw.shard(nproc, index)
+  return int(raw.reduce(np.int64(0), lambda n, _: n + 1))
 
 
 def get_dataset(data: DataConfig, model_config: rahf.RAHFConfig, split: str,
                 batch_size: int, *, shuffle: bool, repeat: bool,
-                seed: int | None = None):
+                seed: int | None = None, start_step: int = 0):
   """A tf.data of feature-converted batches for this host.
 
   Args:
     data: the data config.
-    model_config: fixes image and heatmap sizes.
+    model_config: fixes image and heatmap sizes and the variant.
     split: 'train', 'validation' or 'test'.
     batch_size: GLOBAL batch size; each host gets its share.
     shuffle: shuffle examples (training).
     repeat: repeat forever (training).
     seed: shuffle seed (default: data.shuffle_seed).
+    start_step: with `repeat`, start at this step of the deterministic
+      stream (resume); batches of earlier epochs are not read at all.
 
   Returns:
     A tf.data.Dataset of dicts of host-local batches.
@@ -119,29 +193,84 @@ def get_dataset(data: DataConfig, model_config: rahf.RAHFConfig, split: str,
   import seqio  # pylint: disable=g-import-not-at-top
   if split not in SPLITS:
     raise ValueError(f'split={split!r}; expected one of {SPLITS}')
+  if start_step and not repeat:
+    raise ValueError('start_step needs repeat=True (a training stream)')
   nproc, index = jax.process_count(), jax.process_index()
   if batch_size % nproc:
     raise ValueError(f'batch_size={batch_size} is not divisible by the '
                      f'{nproc} hosts')
+  host_batch = batch_size // nproc
   name = task_name(data, model_config)
-  hm = model_config.heatmap_size[0]
-  lengths = tasks.task_feature_lengths(
-      data.input_length, data.target_length, model_config.vit.image_size, hm)
-  ds = seqio.get_dataset(
-      name, task_feature_lengths=lengths, dataset_split=split,
-      shuffle=shuffle, num_epochs=None if repeat else 1,
-      feature_converter=tasks.feature_converter(),
-      shard_info=seqio.ShardInfo(index=index, num_shards=nproc)
-      if nproc > 1 else None,
-      seed=data.shuffle_seed if seed is None else seed)
+  lengths = feature_lengths(data, model_config)
+  converter = tasks.feature_converter(_augmented(model_config))
+  seed = data.shuffle_seed if seed is None else seed
+  if repeat:
+    task = seqio.get_mixture_or_task(name)
+    first_epoch, offset = 0, 0
+    if start_step:
+      n = _num_records(task, split, nproc, index)
+      if not n:
+        raise ValueError(f'split {split!r} of {data.data_dir} is empty')
+      first_epoch, offset = divmod(start_step * host_batch, n)
+    buffer = data.shuffle_buffer_size if shuffle else 1
+
+    def stream_fn(split, shuffle_files, seed=None):
+      del shuffle_files, seed  # The stream has its own per-epoch seeds.
+      return _epoch_stream(task, split, nproc, index, stream_seed, buffer,
+                           first_epoch, offset)
+
+    stream_seed = seed
+    epoch_task = seqio.Task(
+        f'{name}_stream', source=seqio.FunctionDataSource(
+            stream_fn, splits=[split]),
+        preprocessors=task.preprocessors, output_features=task.output_features,
+        shuffle_buffer_size=None)
+    ds = epoch_task.get_dataset(lengths, split=split, shuffle=False,
+                                num_epochs=1, try_in_mem_cache=False)
+    ds = converter(ds, lengths)
+  else:
+    ds = seqio.get_dataset(
+        name, task_feature_lengths=lengths, dataset_split=split,
+        shuffle=shuffle, num_epochs=1, feature_converter=converter,
+        shard_info=seqio.ShardInfo(index=index, num_shards=nproc)
+        if nproc > 1 else None, seed=seed)
+  ds = ds.map(_model_batch)
   # Batched here, not by seqio: its batching drops the last partial batch,
   # which would silently leave evaluation examples out.
-  return ds.batch(batch_size // nproc, drop_remainder=repeat)
+  return ds.batch(host_batch, drop_remainder=repeat)
+
+
+def describe_error(error) -> str:
+  """The informative part of a tf.data error (our assertion or TF's op)."""
+  text = (getattr(error, 'message', None) or str(error)).strip()
+  line = text.splitlines()[0] if text else type(error).__name__
+  if 'assertion failed:' in line:
+    return line[line.index('assertion failed:'):]
+  line = line.split('transformation with iterator: ', 1)[-1]
+  line = re.sub(r'^\{\{function_node [^}]*\}\}\s*', '', line)
+  line = re.sub(r'\s*\[Op:\w+\].*$', '', line)
+  return re.sub(r'^Iterator::\S+: ', '', line)
 
 
 def numpy_batches(ds, start_step: int = 0) -> Iterator[dict[str, Any]]:
-  """Iterates numpy batches, skipping the first `start_step` (resume)."""
+  """Iterates numpy batches, skipping the first `start_step` batches.
+
+  Prefer `get_dataset(..., start_step=...)` for resuming a training stream:
+  it skips raw records of one epoch instead of decoding every skipped batch.
+  Decoding errors are re-raised with the hint to validate the data.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   if start_step:
     ds = ds.skip(start_step)
-  for batch in ds.as_numpy_iterator():
+  it = ds.as_numpy_iterator()
+  while True:
+    try:
+      batch = next(it)
+    except StopIteration:
+      return
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as e:
+      raise ValueError(
+          f'bad input while reading batches: {describe_error(e)} | run '
+          '`python -m richhf_jax.data.validate` on the shards to list every '
+          'bad record') from e
     yield {k: np.asarray(v) for k, v in batch.items()}

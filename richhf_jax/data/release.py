@@ -410,3 +410,76 @@ def release_example(*, filename: str, scores: dict[str, float],
   for name in SCORE_FIELDS:
     feature[name] = _float(float(scores[name]))
   return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+# ----------------------------------------------------------------------------
+# Images (Pick-a-Pic bytes).
+# ----------------------------------------------------------------------------
+
+# Formats `tf.io.decode_image` reads (and the seqio preprocessors accept).
+SUPPORTED_IMAGE_FORMATS = ('JPEG', 'PNG', 'GIF', 'BMP')
+
+
+class CorruptImageError(ReleaseError):
+  """Image bytes that do not decode completely, or of an unsupported format."""
+
+
+def check_image(data: bytes, *, uid: str = '?') -> tuple[str, str,
+                                                         tuple[int, int]]:
+  """Fully decodes an image (catching truncation) and checks its format.
+
+  Every mode TensorFlow turns into RGB is accepted: RGB, grayscale, alpha
+  (dropped), palette, CMYK JPEG, 16-bit PNG.
+
+  Args:
+    data: the encoded image.
+    uid: named in the error message.
+
+  Returns:
+    (format, mode, (width, height)) as PIL reports them.
+
+  Raises:
+    CorruptImageError: empty, undecodable, truncated, or not one of
+      SUPPORTED_IMAGE_FORMATS.
+  """
+  if not data:
+    raise CorruptImageError(f'uid {uid}: empty image')
+  try:
+    with Image.open(io.BytesIO(data)) as img:
+      img.load()
+      fmt, mode, size = img.format, img.mode, img.size
+  except Exception as e:  # pylint: disable=broad-exception-caught
+    raise CorruptImageError(
+        f'uid {uid}: image of {len(data)} bytes does not decode: {e}') from e
+  if fmt not in SUPPORTED_IMAGE_FORMATS:
+    raise CorruptImageError(
+        f'uid {uid}: image format {fmt} is not supported; expected one of '
+        f'{SUPPORTED_IMAGE_FORMATS}')
+  return fmt, mode, size
+
+
+def rgb_image_bytes(data: bytes, *, uid: str = '?') -> bytes:
+  """The image as 8-bit RGB JPEG/PNG bytes (unchanged when already so).
+
+  RGB or grayscale JPEG and PNG are returned as they are (no recompression);
+  any other mode or format is converted to RGB (16-bit samples scaled to 8
+  bits, alpha dropped, CMYK converted) and written as PNG.
+
+  Raises:
+    CorruptImageError: see `check_image`.
+  """
+  fmt, mode, _ = check_image(data, uid=uid)
+  if fmt in ('JPEG', 'PNG') and mode in ('RGB', 'L'):
+    return data
+  with Image.open(io.BytesIO(data)) as img:
+    if mode.startswith('I'):
+      arr = np.asarray(img).astype(np.int64)
+      shift = 8 if mode.startswith('I;16') else 0  # 16-bit -> 8-bit.
+      img = Image.fromarray(np.clip(arr >> shift, 0, 255).astype(np.uint8))
+    elif mode in ('RGBA', 'LA', 'PA') or (mode == 'P' and 'transparency'
+                                          in img.info):
+      img = img.convert('RGBA').convert('RGB')
+    img = img.convert('RGB')
+    buf = io.BytesIO()
+    img.save(buf, format='PNG')
+  return buf.getvalue()

@@ -16,10 +16,11 @@
 Prints every problem count with the first few offending filenames. Exit
 status: 1 on structural corruption (unreadable TFRecord data, a record that
 is not a `tf.train.Example`, a missing or mistyped field, a bad heatmap, a
-score non-finite or outside [0, 1], a label that is not 0/1), 2 on a missing
-file, else 0. Label/word-count mismatches (checkable only in joined files,
-which carry the prompt) are counted and reported but do not fail: the join
-skips them with a count (SPEC.md section 2).
+score non-finite or outside [0, 1], a label that is not 0/1; in joined files
+also an image that does not fully decode and an empty prompt), 2 on a
+missing file, else 0. Label/word-count mismatches (checkable only in joined
+files, which carry the prompt) are counted and reported but do not fail: the
+join skips them with a count (SPEC.md section 2).
 
 Usage:
   python -m richhf_jax.data.validate richhf-18k/*.tfrecord
@@ -45,8 +46,10 @@ def validate_file(path: str) -> dict[str, Any]:
   Returns:
     {'records', 'ok', 'counts': {problem: n}, 'examples': {problem: [...]}}.
     Problems: 'unreadable' (damaged TFRecord data), 'corrupt' (a record
-    that fails `release.parse_release_example`), 'label_mismatch' (joined
-    files only), 'duplicate_uid'.
+    that fails `release.parse_release_example`), 'label_mismatch',
+    'corrupt_image' (the image does not fully decode or has an unsupported
+    format), 'empty_prompt' (the last three in joined files only),
+    'duplicate_uid'.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   counts = collections.Counter()
@@ -73,6 +76,17 @@ def validate_file(path: str) -> dict[str, Any]:
       except release.CorruptRecordError as e:
         note('corrupt', f'record {records - 1}: {e}')
         continue
+      if release.IMAGE in feats:
+        try:
+          release.check_image(feats[release.IMAGE].bytes_list.value[0]
+                              if feats[release.IMAGE].bytes_list.value
+                              else b'', uid=record.uid)
+        except release.CorruptImageError as e:
+          note('corrupt_image', f'record {records - 1}: {e}')
+          continue
+      if prompt is not None and not release.prompt_words(prompt):
+        note('empty_prompt', f'record {records - 1}: {record.filename}')
+        continue
       if record.uid in seen:
         note('duplicate_uid', record.filename)
       seen.add(record.uid)
@@ -90,7 +104,7 @@ def validate_file(path: str) -> dict[str, Any]:
               examples=dict(examples))
 
 
-STRUCTURAL = ('unreadable', 'corrupt')
+STRUCTURAL = ('unreadable', 'corrupt', 'corrupt_image', 'empty_prompt')
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

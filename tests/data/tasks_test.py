@@ -14,18 +14,17 @@
 """Tests for richhf_jax.data.tasks and preprocessors."""
 
 import os
-import tempfile
 
 from absl.testing import absltest
 import numpy as np
 import seqio
 import tensorflow as tf
 
-from richhf_jax.data import join
 from richhf_jax.data import preprocessors as pp
 from richhf_jax.data import release
-from richhf_jax.data import synthetic
 from richhf_jax.data import tasks
+from richhf_jax.data import testing
+from richhf_jax.models import rahf
 
 _S, _H, _L = 32, 8, 32
 
@@ -35,15 +34,9 @@ class TasksTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    tmp = tempfile.mkdtemp()
-    data = os.path.join(tmp, 'synth')
-    synthetic.generate(data, num_train=8, num_dev=4, num_test=4, seed=2,
-                       image_sizes=(64, 80))
-    cls.joined = os.path.join(tmp, 'joined')
-    join.run_join(os.path.join(data, 'richhf18k'),
-                  os.path.join(data, 'pickapic', '*.parquet'), cls.joined,
-                  num_shards=2, progress=False)
-    cls.vocab_path = os.path.join(data, 'vocab', 'spm.model')
+    paths = testing.synthetic_joined()
+    cls.joined = paths['joined']
+    cls.vocab_path = paths['vocab']
     cls.names = tasks.register_tasks(cls.joined, cls.vocab_path, _S, _H,
                                      name_prefix='test_richhf')
 
@@ -64,6 +57,8 @@ class TasksTest(absltest.TestCase):
         'implausibility_heatmap': ((4, _H, _H), np.float32),
         'misalignment_heatmap': ((4, _H, _H), np.float32),
         'scores': ((4, 4), np.float32),
+        'heatmap_weight': ((4, 1), np.float32),
+        'score_weight': ((4, 1), np.float32),
     }
     self.assertEqual({k: (v.shape, v.dtype) for k, v in b.items()},
                      expected)
@@ -76,6 +71,8 @@ class TasksTest(absltest.TestCase):
         self.assertBetween(batch[name].max(), 0.0, 1.0)
       self.assertBetween(batch['scores'].min(), 0.0, 1.0)
       self.assertBetween(batch['scores'].max(), 0.0, 1.0)
+      np.testing.assert_array_equal(batch['heatmap_weight'], 1.0)
+      np.testing.assert_array_equal(batch['score_weight'], 1.0)
       # EOS (id 1) ends every target.
       for row in batch['decoder_target_tokens']:
         self.assertEqual(row[np.count_nonzero(row) - 1], 1)
@@ -118,15 +115,36 @@ class TasksTest(absltest.TestCase):
   def test_augmented(self):
     ds = tasks.get_dataset(self.names['augmented'], 'validation',
                            inputs_length=_L, targets_length=_L,
-                           image_size=_S, heatmap_size=_H, batch_size=7,
+                           image_size=_S, heatmap_size=_H, batch_size=2,
                            augmented=True)
-    b = next(ds.as_numpy_iterator())
-    self.assertEqual(b['heatmap'].shape, (7, _H, _H))
-    self.assertEqual(b['score'].shape, (7, 1))
-    np.testing.assert_array_equal(b['output_id'][:, 0], np.arange(7))
+    multi = tasks.get_dataset(self.names['multihead'], 'validation',
+                              inputs_length=_L, targets_length=_L,
+                              image_size=_S, heatmap_size=_H, batch_size=2)
+    b, m = next(ds.as_numpy_iterator()), next(multi.as_numpy_iterator())
+    # Same per-image features as the multi-head task, plus the K prompts.
+    for key, value in m.items():
+      np.testing.assert_array_equal(b[key], value, err_msg=key)
+    self.assertEqual(b[pp.AUGMENTED_INPUTS].shape,
+                     (2, pp.NUM_AUGMENTED, _L))
     vocab = seqio.SentencePieceVocabulary(self.vocab_path)
-    first = vocab.decode(b['encoder_input_tokens'][0].tolist())
-    self.assertTrue(first.startswith('implausibility heatmap '), first)
+    prompt = vocab.decode(m['encoder_input_tokens'][0].tolist())
+    for k, (name, prefix) in enumerate(rahf.AUGMENTED_TASKS):
+      self.assertEqual(pp.AUGMENTED_OUTPUTS[k], name)
+      row = b[pp.AUGMENTED_INPUTS][0, k].tolist()
+      self.assertEqual(vocab.decode(row), f'{prefix} {prompt}')
+      # Row k is the tokenization of the whole augmented prompt, then EOS.
+      ids = vocab.encode(f'{prefix} {prompt}')
+      self.assertEqual(row[:len(ids) + 1], ids + [1])
+
+  def test_augmented_prompt_truncated_with_eos(self):
+    length = 6
+    ds = tasks.get_dataset(self.names['augmented'], 'validation',
+                           inputs_length=length, targets_length=_L,
+                           image_size=_S, heatmap_size=_H, batch_size=4,
+                           augmented=True)
+    rows = next(ds.as_numpy_iterator())[pp.AUGMENTED_INPUTS]
+    self.assertEqual(rows.shape[-1], length)
+    np.testing.assert_array_equal(rows[..., -1], 1)  # all cut, EOS last
 
   def test_undecodable_image_names_uid(self):
     ex = {'image': tf.constant(b'not an image'),
@@ -144,11 +162,12 @@ class TasksTest(absltest.TestCase):
       np.testing.assert_allclose(out.numpy(), 1.0, atol=1e-5)
 
   def test_feature_lengths(self):
-    self.assertEqual(
-        tasks.task_feature_lengths(16, 24, 64, 32),
-        {'inputs': 16, 'targets': 24, 'image': 64,
-         'implausibility_heatmap': 32, 'misalignment_heatmap': 32,
-         'scores': 4})
+    want = {'inputs': 16, 'targets': 24, 'image': 64,
+            'implausibility_heatmap': 32, 'misalignment_heatmap': 32,
+            'scores': 4, 'heatmap_weight': 1, 'score_weight': 1}
+    self.assertEqual(tasks.task_feature_lengths(16, 24, 64, 32), want)
+    self.assertEqual(tasks.task_feature_lengths(16, 24, 64, 32, True),
+                     dict(want, augmented_inputs=7))
 
 
 if __name__ == '__main__':
