@@ -20,7 +20,9 @@ Batch keys (see docs/architecture.md): `image` [B, S, S, 3],
 `encoder_input_tokens` [B, L] (or [B, K, L] for augmented prompts),
 `decoder_input_tokens`, `decoder_target_tokens`, `decoder_loss_weights`
 [B, T], `implausibility_heatmap`, `misalignment_heatmap` [B, H, W],
-`scores` [B, 4].
+`scores` [B, 4]. Optional: `heatmap_weight`, `score_weight` [B, 1] (or [B]),
+per-example weights of the head losses (the captioning mixture sets them to
+0 for caption-only examples); missing means 1.
 """
 
 from typing import Any, Mapping
@@ -66,6 +68,23 @@ def check_batch(batch: Mapping[str, Any], config: rahf.RAHFConfig) -> None:
   if batch['scores'].shape[1:] != (len(rahf.SCORE_TYPES),):
     raise ValueError(f'batch["scores"] has shape {batch["scores"].shape}; '
                      f'expected [B, {len(rahf.SCORE_TYPES)}]')
+
+
+def example_weights(batch: Mapping[str, Array], key: str) -> Array:
+  """The [B] per-example weights `batch[key]` ([B] or [B, 1]); 1 if absent."""
+  batch_size = batch['image'].shape[0]
+  if key not in batch:
+    return jnp.ones((batch_size,), jnp.float32)
+  w = jnp.asarray(batch[key], jnp.float32)
+  if w.shape not in ((batch_size,), (batch_size, 1)):
+    raise ValueError(f'batch["{key}"] has shape {w.shape}; expected '
+                     f'[{batch_size}] or [{batch_size}, 1]')
+  return w.reshape((batch_size,))
+
+
+def weighted_mean(values: Array, weights: Array) -> Array:
+  """sum(w * v) / max(sum(w), 1): a batch without weighted examples gives 0."""
+  return jnp.sum(weights * values) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
 def cross_entropy(logits: Array, targets: Array,
@@ -142,18 +161,21 @@ class RAHFModel:
         batch['decoder_input_tokens'], train=train, rngs=rngs)
     aux = {}
     total = 0.0
+    hm_w = example_weights(batch, 'heatmap_weight')
     for k in rahf.HEATMAP_TYPES:
       gt = batch[f'{k}_heatmap'].astype(jnp.float32)
       if cfg.heatmap_loss == 'bce':
-        term = jnp.mean(optax.sigmoid_binary_cross_entropy(
-            out[f'{k}_heatmap_logits'], gt))
+        per_pixel = optax.sigmoid_binary_cross_entropy(
+            out[f'{k}_heatmap_logits'], gt)
       else:
-        term = jnp.mean(jnp.square(out[f'{k}_heatmap'] - gt))
+        per_pixel = jnp.square(out[f'{k}_heatmap'] - gt)
+      term = weighted_mean(jnp.mean(per_pixel, axis=(1, 2)), hm_w)
       aux[f'loss/{k}_heatmap'] = term
       total += cfg.heatmap_loss_weight * term
+    sc_w = example_weights(batch, 'score_weight')
     sq = jnp.square(out['scores'] - batch['scores'].astype(jnp.float32))
     for i, k in enumerate(rahf.SCORE_TYPES):
-      term = jnp.mean(sq[:, i])
+      term = weighted_mean(sq[:, i], sc_w)
       aux[f'loss/{k}_score'] = term
       total += cfg.score_loss_weight * term
     text_loss, acc = cross_entropy(out['logits'],

@@ -60,6 +60,42 @@ class RAHFModelTest(absltest.TestCase):
     self.assertAlmostEqual(float(self.aux['loss/implausibility_heatmap']),
                            float(want), places=5)
 
+  def test_example_weights_mask_head_losses(self):
+    # Example 0 weighted out of the heads (a caption-only example): the head
+    # terms become example 1's alone, whatever example 0's targets are.
+    b2 = dict(self.batch)
+    b2['heatmap_weight'] = np.array([[0.0], [1.0]], np.float32)
+    b2['score_weight'] = np.array([[0.0], [1.0]], np.float32)
+    b3 = dict(b2)
+    b3['scores'] = b2['scores'].copy()
+    b3['scores'][0] = 0.0
+    b3['implausibility_heatmap'] = b2['implausibility_heatmap'].copy()
+    b3['implausibility_heatmap'][0] = 1.0
+    _, aux2 = self.model.loss_fn(self.params, b2, None)
+    _, aux3 = self.model.loss_fn(self.params, b3, None)
+    out = self.model.module.apply(
+        {'params': self.params}, self.batch['image'],
+        self.batch['encoder_input_tokens'], self.batch['decoder_input_tokens'])
+    want = np.mean((np.asarray(out['scores'])[1, 0] -
+                    self.batch['scores'][1, 0]) ** 2)
+    self.assertAlmostEqual(float(aux2['loss/plausibility_score']),
+                           float(want), places=5)
+    for k in ('loss/plausibility_score', 'loss/implausibility_heatmap'):
+      self.assertAlmostEqual(float(aux2[k]), float(aux3[k]), places=6)
+    self.assertAlmostEqual(float(aux2['loss/text']),
+                           float(self.aux['loss/text']), places=5)
+    # All weights zero: the head terms vanish instead of dividing by zero.
+    b4 = dict(self.batch)
+    b4['heatmap_weight'] = np.zeros((2, 1), np.float32)
+    _, aux4 = self.model.loss_fn(self.params, b4, None)
+    self.assertEqual(float(aux4['loss/misalignment_heatmap']), 0.0)
+
+  def test_bad_example_weight_shape_is_named(self):
+    b2 = dict(self.batch)
+    b2['score_weight'] = np.ones((2, 3), np.float32)
+    with self.assertRaisesRegex(ValueError, 'score_weight'):
+      self.model.loss_fn(self.params, b2, None)
+
   def test_text_loss_ignores_padding(self):
     b2 = dict(self.batch)
     tgt = self.batch['decoder_target_tokens'].copy()
