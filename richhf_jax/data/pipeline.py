@@ -58,6 +58,10 @@ class DataConfig:
     name_prefix: prefix of the registered seqio task names.
     source: 'tfrecord' (joined shards) or 'tfds' (the `richhf18k` dataset).
     shuffle_buffer_size: records in the training shuffle buffer.
+    cache_decoded: training streams decode the split once and keep the
+      decoded examples in memory; later epochs only reshuffle them (same
+      order as without the cache). For small data: the cache holds every
+      example at model resolution (float32 images).
   """
   data_dir: str
   vocab_path: str
@@ -67,6 +71,7 @@ class DataConfig:
   name_prefix: str = 'richhf18k'
   source: str = 'tfrecord'
   shuffle_buffer_size: int = tasks.DEFAULT_SHUFFLE_BUFFER
+  cache_decoded: bool = False
 
   def __post_init__(self):
     if not os.path.isdir(self.data_dir):
@@ -163,6 +168,30 @@ def _epoch_stream(task, split: str, nproc: int, index: int, seed: int,
   return stream.skip(offset)
 
 
+def _cached_epoch_stream(task, split: str, lengths, nproc: int, index: int,
+                         seed: int, buffer_size: int, first_epoch: int,
+                         offset: int):
+  """`_epoch_stream` over examples decoded once and cached in memory.
+
+  The split is decoded in file order and cached; epoch e shuffles the cached
+  examples with the same seed and buffer as `_epoch_stream` shuffles the raw
+  records, so both streams hold the same examples in the same order.
+  """
+  import seqio  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  decoded = task.get_dataset(
+      lengths, split=split, shuffle=False, num_epochs=1,
+      shard_info=seqio.ShardInfo(index=index, num_shards=nproc)
+      if nproc > 1 else None, try_in_mem_cache=False).cache()
+
+  def epoch(e):
+    return decoded.shuffle(buffer_size, seed=seed * _EPOCH_STRIDE + e,
+                           reshuffle_each_iteration=False)
+
+  stream = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch)
+  return stream.skip(offset)
+
+
 def _num_records(task, split: str, nproc: int, index: int) -> int:
   """Records of this host's shard of the split (parsed, not decoded)."""
   raw = task.source.get_dataset(split=split, shuffle=False)
@@ -220,13 +249,17 @@ def get_dataset(data: DataConfig, model_config: rahf.RAHFConfig, split: str,
                            first_epoch, offset)
 
     stream_seed = seed
-    epoch_task = seqio.Task(
-        f'{name}_stream', source=seqio.FunctionDataSource(
-            stream_fn, splits=[split]),
-        preprocessors=task.preprocessors, output_features=task.output_features,
-        shuffle_buffer_size=None)
-    ds = epoch_task.get_dataset(lengths, split=split, shuffle=False,
-                                num_epochs=1, try_in_mem_cache=False)
+    if data.cache_decoded:
+      ds = _cached_epoch_stream(task, split, lengths, nproc, index, seed,
+                                buffer, first_epoch, offset)
+    else:
+      epoch_task = seqio.Task(
+          f'{name}_stream', source=seqio.FunctionDataSource(
+              stream_fn, splits=[split]),
+          preprocessors=task.preprocessors,
+          output_features=task.output_features, shuffle_buffer_size=None)
+      ds = epoch_task.get_dataset(lengths, split=split, shuffle=False,
+                                  num_epochs=1, try_in_mem_cache=False)
     ds = converter(ds, lengths)
   else:
     ds = seqio.get_dataset(

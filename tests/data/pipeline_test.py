@@ -62,6 +62,16 @@ class PipelineTest(absltest.TestCase):
         repeat=True), start_step=5), 1)
     self.assertTrue(_equal(skipped[0], full[5]))
 
+  def test_decoded_cache_gives_the_same_stream(self):
+    cached = dataclasses.replace(self.data, cache_decoded=True)
+    full = _take(self._train(), 8)
+    got = _take(self._train(data=cached), 8)  # crosses 2 epoch boundaries
+    for k, (a, b) in enumerate(zip(got, full)):
+      self.assertTrue(_equal(a, b), f'batch {k}')
+    resumed = _take(self._train(start_step=5, data=cached), 2)
+    for k, (a, b) in enumerate(zip(resumed, full[5:7])):
+      self.assertTrue(_equal(a, b), f'resumed batch {k}')
+
   def test_epochs_are_permutations_reshuffled(self):
     batches = _take(self._train(), 16)  # 48 examples = 6 epochs of 8
     scores = np.concatenate([b['scores'] for b in batches])
