@@ -20,6 +20,16 @@ positions of the encoder output are reshaped to a feature map that feeds the
 heatmap and score heads; the T5 decoder cross-attends to the whole encoder
 output and emits the prompt with misaligned words marked.
 
+Wiring options (`RAHFConfig`; the defaults are the paper's, the
+alternatives express the public PyTorch port, github.com/youweiliang/RichHF
+`model.py`, exactly; `PORT_WIRING` sets all three):
+  * `encoder_image_tokens`: 'patches' (the patch grid) or 'cls_and_patches'
+    (the ViT class token too, projected and fused like the patches; the
+    heads still read only the grid positions);
+  * `decoder_attends_to`: 'all' encoder positions or only the 'text' ones;
+  * `encoder_padding_mask`: mask padded prompt positions, or attend to them
+    like real tokens (the port passes no mask to the encoder or decoder).
+
 Two variants (Sec. 4.1.2):
   * multi-head: one head per output (2 heatmap heads, 4 score heads);
   * augmented prompt: one heatmap head and one score head; the requested
@@ -47,6 +57,17 @@ HEATMAP_TYPES = ('implausibility', 'misalignment')
 SCORE_TYPES = ('plausibility', 'alignment', 'aesthetics', 'overall')
 VARIANTS = ('multihead', 'augmented')
 HEATMAP_LOSSES = ('mse', 'bce')
+ENCODER_IMAGE_TOKENS = ('patches', 'cls_and_patches')
+DECODER_ATTENDS_TO = ('all', 'text')
+
+# The public PyTorch port's wiring (`RAHFConfig` fields): the projected ViT
+# class token precedes the patches in the encoder, the decoder sees only the
+# text positions, and no padding mask is used anywhere.
+PORT_WIRING = {
+    'encoder_image_tokens': 'cls_and_patches',
+    'decoder_attends_to': 'text',
+    'encoder_padding_mask': False,
+}
 
 # Augmented-prompt variant: the task prefixes, in the order the model expects
 # the task axis of `encoder_input_tokens`. The keyword task last, so the
@@ -60,6 +81,26 @@ AUGMENTED_TASKS = (
     ('overall', 'overall score'),
     ('keywords', 'misaligned keywords'),
 )
+
+# The port's augmented-prompt strings, in the same task order: the output is
+# named as `<output> HEATMAP: <type> </output> <caption>` or
+# `<output> SCORE: <type> </output> <caption>`, and its decoder reads an
+# encoding of the bare caption (empty prefix). The port tokenizes the raw
+# caption with the `t5-base` SentencePiece vocabulary.
+PORT_AUGMENTED_TASKS = (
+    ('implausibility', '<output> HEATMAP: implausibility </output>'),
+    ('misalignment', '<output> HEATMAP: misalignment </output>'),
+    ('plausibility', '<output> SCORE: plausibility </output>'),
+    ('alignment', '<output> SCORE: alignment </output>'),
+    ('aesthetics', '<output> SCORE: aesthetics </output>'),
+    ('overall', '<output> SCORE: overall </output>'),
+    ('keywords', ''),
+)
+
+
+def augmented_prompt(prefix: str, prompt: str) -> str:
+  """One task's encoder text: `<prefix> <prompt>`, or the prompt alone."""
+  return f'{prefix} {prompt}' if prefix else prompt
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +122,15 @@ class RAHFConfig:
     heatmap_loss_weight: weight of the per-pixel heatmap loss (each type).
     score_loss_weight: weight of the score MSE (each type).
     text_loss_weight: weight of the decoder's token cross entropy.
+    encoder_image_tokens: which ViT outputs enter the fusion encoder:
+      'patches' (the h * w grid; the paper) or 'cls_and_patches' (the class
+      token first, then the grid, as the port; needs `vit.class_token`).
+      The heads read the grid positions either way.
+    decoder_attends_to: the encoder positions the decoder cross-attends to:
+      'all' (image and text; the paper) or 'text' (the port).
+    encoder_padding_mask: mask padded prompt positions in the encoder and in
+      the decoder's cross-attention (the paper); False attends to them like
+      real tokens (the port), so outputs then depend on the padding length.
   """
   vit: config_lib.ViTConfig
   t5: config_lib.T5Config
@@ -91,6 +141,9 @@ class RAHFConfig:
   heatmap_loss_weight: float = 1.0
   score_loss_weight: float = 1.0
   text_loss_weight: float = 1.0
+  encoder_image_tokens: str = 'patches'
+  decoder_attends_to: str = 'all'
+  encoder_padding_mask: bool = True
 
   def __post_init__(self):
     if self.variant not in VARIANTS:
@@ -104,6 +157,23 @@ class RAHFConfig:
       if getattr(self, name) < 0:
         raise ValueError(f'RAHFConfig.{name} must be >= 0, got '
                          f'{getattr(self, name)}')
+    if self.encoder_image_tokens not in ENCODER_IMAGE_TOKENS:
+      raise ValueError(
+          f'RAHFConfig.encoder_image_tokens={self.encoder_image_tokens!r}; '
+          f'expected one of {ENCODER_IMAGE_TOKENS}')
+    if self.decoder_attends_to not in DECODER_ATTENDS_TO:
+      raise ValueError(
+          f'RAHFConfig.decoder_attends_to={self.decoder_attends_to!r}; '
+          f'expected one of {DECODER_ATTENDS_TO}')
+    if not isinstance(self.encoder_padding_mask, bool):
+      raise ValueError('RAHFConfig.encoder_padding_mask must be a bool, got '
+                       f'{self.encoder_padding_mask!r}')
+    if (self.encoder_image_tokens == 'cls_and_patches'
+        and not self.vit.class_token):
+      raise ValueError(
+          "RAHFConfig.encoder_image_tokens='cls_and_patches' needs a ViT "
+          'class token; set vit.class_token=True (HF ViT semantics) or use '
+          "'patches'")
 
   @property
   def grid(self) -> tuple[int, int]:
@@ -113,8 +183,21 @@ class RAHFConfig:
 
   @property
   def num_image_tokens(self) -> int:
+    """Patch-grid tokens (what the heads read)."""
     h, w = self.grid
     return h * w
+
+  @property
+  def num_encoder_image_tokens(self) -> int:
+    """Image positions at the start of the encoder sequence (text follows)."""
+    extra = 1 if self.encoder_image_tokens == 'cls_and_patches' else 0
+    return extra + self.num_image_tokens
+
+  @property
+  def patch_positions(self) -> tuple[int, int]:
+    """[start, stop) of the patch-grid tokens in the encoder sequence."""
+    stop = self.num_encoder_image_tokens
+    return stop - self.num_image_tokens, stop
 
   @property
   def heatmap_size(self) -> tuple[int, int]:
@@ -186,7 +269,9 @@ class RAHF(nn.Module):
     Returns:
       (encoded, mask): [B, N + L, D] and [B, N + L] for multi-head, or
       [B, K, N + L, D] and [B, K, N + L] for augmented prompts. The first
-      N = num_image_tokens positions are image tokens.
+      N = config.num_encoder_image_tokens positions are image tokens (the
+      patch grid at `config.patch_positions`); the mask is all ones without
+      `encoder_padding_mask`.
     """
     cfg = self.config
     tokens = encoder_input_tokens
@@ -202,12 +287,14 @@ class RAHF(nn.Module):
           f'the augmented variant expects {cfg.num_tasks}: '
           f'{[t for t, _ in AUGMENTED_TASKS]}')
     batch = images.shape[0]
-    img_tokens, _ = self.img(images, train=train)  # [B, N, W]
-    img_tokens = self.img_projection(img_tokens)  # [B, N, D]
+    img_tokens, aux = self.img(images, train=train)  # [B, h * w, W]
     n = img_tokens.shape[1]
     if n != cfg.num_image_tokens:
       raise ValueError(f'ViT produced {n} tokens, config expects '
                        f'{cfg.num_image_tokens} (grid {cfg.grid})')
+    if cfg.encoder_image_tokens == 'cls_and_patches':
+      img_tokens = aux['encoded']  # [B, 1 + h * w, W], class token first
+    img_tokens = self.img_projection(img_tokens)  # [B, N, D]
     if cfg.variant == 'augmented':
       # One ViT pass per image, shared by all K task prompts.
       k = tokens.shape[1]
@@ -216,9 +303,13 @@ class RAHF(nn.Module):
       tokens = tokens.reshape((batch * k, tokens.shape[-1]))
     text = self.token_embedder(tokens).astype(img_tokens.dtype)  # [B', L, D]
     embedded = jnp.concatenate([img_tokens, text], axis=1)  # [B', N+L, D]
+    if cfg.encoder_padding_mask:
+      text_mask = (tokens > 0).astype(jnp.int32)
+    else:
+      text_mask = jnp.ones(tokens.shape, jnp.int32)
     mask = jnp.concatenate(
-        [jnp.ones(img_tokens.shape[:2], jnp.int32),
-         (tokens > 0).astype(jnp.int32)], axis=1)  # [B', N+L]
+        [jnp.ones(img_tokens.shape[:2], jnp.int32), text_mask],
+        axis=1)  # [B', N+L]
     embedded = nn.with_logical_constraint(
         embedded, ('batch', 'length', 'embed'))
     encoded = self.encoder(embedded, mask, deterministic=not train)
@@ -230,7 +321,8 @@ class RAHF(nn.Module):
   def _feature_map(self, encoded: Array) -> Array:
     """[..., N + L, D] encoder output -> [..., h, w, D] image feature map."""
     h, w = self.config.grid
-    img = encoded[..., :h * w, :]
+    start, stop = self.config.patch_positions
+    img = encoded[..., start:stop, :]
     return img.reshape(img.shape[:-2] + (h, w, img.shape[-1]))
 
   def predict_heads(self, encoded: Array, *,
@@ -269,9 +361,23 @@ class RAHF(nn.Module):
 
   def keyword_encoding(self, encoded: Array,
                        mask: Array) -> tuple[Array, Array]:
-    """The encoder output the decoder attends to ([B, N + L, D], [B, N + L])."""
-    if self.config.variant == 'augmented':
-      return encoded[:, -1], mask[:, -1]
+    """The encoder output the decoder attends to, and its mask.
+
+    Args:
+      encoded: `encode`'s output ([B, N + L, D], or [B, K, N + L, D]).
+      mask: `encode`'s mask ([B, N + L], or [B, K, N + L]).
+
+    Returns:
+      The keyword task's slot (augmented prompts: the last one), all
+      positions ([B, N + L, D], [B, N + L]) or, with
+      `decoder_attends_to='text'`, only the text ones ([B, L, D], [B, L]).
+    """
+    cfg = self.config
+    if cfg.variant == 'augmented':
+      encoded, mask = encoded[:, -1], mask[:, -1]
+    if cfg.decoder_attends_to == 'text':
+      n = cfg.num_encoder_image_tokens
+      encoded, mask = encoded[:, n:], mask[:, n:]
     return encoded, mask
 
   def decode(self, encoded: Array, encoder_mask: Array,

@@ -62,8 +62,14 @@ RAHF_PRESETS: dict[str, dict[str, Any]] = {
                  heatmap_head='tiny', score_head='tiny'),
     'base': dict(vit='B/16', vit_overrides={'image_size': 384},
                  t5='t5_1_1_base', heatmap_head='port', score_head='port'),
-    'large': dict(vit='L/16', vit_overrides={'image_size': 384},
-                  t5='t5_1_0_base', heatmap_head='port', score_head='port'),
+    # The public PyTorch port (`port.port_rahf_config`): HF ViT semantics
+    # and the port's wiring.
+    'large': dict(vit='L/16',
+                  vit_overrides={'image_size': 384, 'class_token': True,
+                                 'gelu_approximate': False,
+                                 'layernorm_epsilon': 1e-12},
+                  t5='t5_1_0_base', heatmap_head='port', score_head='port',
+                  wiring=rahf.PORT_WIRING),
 }
 
 
@@ -83,7 +89,7 @@ def rahf_preset_config(name: str, variant: str = 'multihead'
       t5=config_lib.t5_config(p['t5'], **p.get('t5_overrides', {})),
       heatmap_head=heatmap_head.get_heatmap_head_config(p['heatmap_head']),
       score_head=score_head.get_score_head_config(p['score_head']),
-      variant=variant)
+      variant=variant, **p.get('wiring', {}))
 
 
 def count(tree: Any) -> int:

@@ -46,6 +46,11 @@ T5 specifics: `shared.weight` is the embedding (`encoder.embed_tokens`,
 `decoder.embed_tokens` and, when tied, `lm_head` are aliases and must equal
 it); the relative attention bias lives in block 0 of each stack.
 
+Forward pass: the weights alone do not reproduce the port; the model must
+also be wired as the port (`rahf.PORT_WIRING`, set by `port_rahf_config`):
+the projected class token is fused too, the decoder attends to the text
+positions only, and padding is not masked.
+
 Files: `.safetensors` is read by a small reader here (the format is an
 8-byte header length, a JSON header and raw little-endian buffers; nothing
 is executed). `.pt` / `.pth` / `.bin` need torch and are read with
@@ -643,10 +648,22 @@ def hf_vit_config(name: str = 'L/16', **overrides: Any
 
 
 def port_rahf_config(variant: str = 'multihead') -> rahf.RAHFConfig:
-  """The port's architecture: ViT-L/16 at 384 px (HF semantics) + t5-base."""
+  """The port's model: ViT-L/16 at 384 px (HF semantics) + t5-base.
+
+  Wired as the port (`rahf.PORT_WIRING`: the class token is fused too, the
+  decoder attends to the text positions, no padding mask). The augmented
+  variant's prompts are `rahf.PORT_AUGMENTED_TASKS` (the data pipeline
+  builds them).
+
+  Args:
+    variant: 'multihead' (the released checkpoint) or 'augmented'.
+
+  Returns:
+    The config.
+  """
   return rahf.RAHFConfig(
       vit=hf_vit_config('L/16', image_size=384),
       t5=config_lib.t5_config('t5_1_0_base'),
       heatmap_head=heatmap_head_lib.get_heatmap_head_config('port'),
       score_head=score_head_lib.port_score_head_config(768),
-      variant=variant)
+      variant=variant, **rahf.PORT_WIRING)

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from richhf_jax import model as model_lib
 from richhf_jax import test_utils
 from richhf_jax.models import rahf
 from richhf_jax.models import vit
@@ -159,11 +160,163 @@ class RAHFAugmentedTest(absltest.TestCase):
                         self.batch['encoder_input_tokens'][:, :3])
 
 
+def _port_wired(**overrides):
+  """The tiny config with a ViT class token and the port's wiring."""
+  cfg = test_utils.tiny_config(**overrides)
+  return dataclasses.replace(
+      cfg, vit=dataclasses.replace(cfg.vit, class_token=True),
+      **rahf.PORT_WIRING)
+
+
+class RAHFPortWiringTest(absltest.TestCase):
+  """The options that express the PyTorch port's forward pass."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.cfg = _port_wired()
+    cls.batch = test_utils.fake_batch(cls.cfg)
+    cls.module, cls.variables = _init(cls.cfg, cls.batch)
+    cls.encode = staticmethod(jax.jit(lambda v, b: cls.module.apply(
+        v, b['image'], b['encoder_input_tokens'], method=rahf.RAHF.encode)))
+    cls.heads = staticmethod(jax.jit(lambda v, e: cls.module.apply(
+        v, e, method=rahf.RAHF.predict_heads)))
+    cls.encoded, cls.mask = cls.encode(cls.variables, cls.batch)
+
+  def test_wiring_keeps_the_param_tree(self):
+    plain = dataclasses.replace(self.cfg, encoder_image_tokens='patches',
+                                decoder_attends_to='all',
+                                encoder_padding_mask=True)
+    _, variables = _init(plain, self.batch)
+    self.assertEqual(
+        jax.tree.map(jnp.shape, variables),
+        jax.tree.map(jnp.shape, self.variables))
+
+  def test_class_token_is_fused_before_the_patches(self):
+    n, length = self.cfg.num_image_tokens, self.batch[
+        'encoder_input_tokens'].shape[1]
+    self.assertEqual(self.cfg.num_encoder_image_tokens, n + 1)
+    self.assertEqual(self.cfg.patch_positions, (1, n + 1))
+    self.assertEqual(self.encoded.shape, (2, 1 + n + length,
+                                          self.cfg.t5.emb_dim))
+    # No padding mask: the fake batch's padded last position counts.
+    self.assertTrue(bool((self.batch['encoder_input_tokens'] == 0).any()))
+    np.testing.assert_array_equal(self.mask, 1)
+
+  def test_heads_read_the_patch_positions_only(self):
+    base = self.heads(self.variables, self.encoded)
+    cls_changed = self.encoded.at[:, 0].add(1.0)
+    out = self.heads(self.variables, cls_changed)
+    for k in ('implausibility_heatmap', 'scores'):
+      np.testing.assert_array_equal(out[k], base[k])
+    last_patch = self.cfg.patch_positions[1] - 1
+    out = self.heads(self.variables,
+                     self.encoded.at[:, last_patch].add(1.0))
+    self.assertGreater(
+        float(jnp.abs(out['implausibility_heatmap'] -
+                      base['implausibility_heatmap']).max()), 1e-6)
+
+  def test_padding_is_attended_without_the_mask(self):
+    longer = dict(self.batch)
+    longer['encoder_input_tokens'] = np.pad(
+        self.batch['encoder_input_tokens'], ((0, 0), (0, 3)))
+    encoded, _ = self.encode(self.variables, longer)
+    n = self.cfg.num_encoder_image_tokens
+    diff = jnp.abs(encoded[:, :n] - self.encoded[:, :n]).max()
+    self.assertGreater(float(diff), 1e-6)
+
+  def test_decoder_reads_the_text_positions_only(self):
+    kw, kw_mask = self.module.apply(self.variables, self.encoded, self.mask,
+                                    method=rahf.RAHF.keyword_encoding)
+    n = self.cfg.num_encoder_image_tokens
+    np.testing.assert_array_equal(kw, self.encoded[:, n:])
+    self.assertEqual(kw_mask.shape, kw.shape[:2])
+    dec = self.batch['decoder_input_tokens']
+    out = self.module.apply(self.variables, self.batch['image'],
+                            self.batch['encoder_input_tokens'], dec)
+    want = self.module.apply(self.variables, kw, kw_mask, dec,
+                             method=rahf.RAHF.decode)
+    np.testing.assert_allclose(out['logits'], want, atol=1e-5)
+    np.testing.assert_allclose(out['encoded'], kw, atol=1e-5)
+
+
+
+class RAHFPortWiringAugmentedTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.cfg = _port_wired(variant='augmented')
+    cls.batch = test_utils.fake_batch(cls.cfg)
+    cls.module, cls.variables = _init(cls.cfg, cls.batch)
+    cls.logits = staticmethod(jax.jit(
+        lambda v, img, toks, dec: cls.module.apply(v, img, toks,
+                                                   dec)['logits']))
+
+  def test_decoder_reads_the_keyword_slot_text(self):
+    b = self.batch
+    base = self.logits(self.variables, b['image'], b['encoder_input_tokens'],
+                       b['decoder_input_tokens'])
+    other = b['encoder_input_tokens'].copy()
+    other[:, 0, 0] = other[:, 0, 0] % 100 + 7  # a heatmap task's prompt
+    np.testing.assert_array_equal(
+        self.logits(self.variables, b['image'], other,
+                    b['decoder_input_tokens']), base)
+    keyword = b['encoder_input_tokens'].copy()
+    keyword[:, -1, 0] = keyword[:, -1, 0] % 100 + 7
+    changed = self.logits(self.variables, b['image'], keyword,
+                          b['decoder_input_tokens'])
+    self.assertGreater(float(jnp.abs(changed - base).max()), 1e-6)
+
+  def test_model_wrapper_decodes_with_the_text_mask(self):
+    # The keyword encoding and its mask ([B, L]) fit the cached decoder,
+    # beam expansion included, and give the teacher-forced loss.
+    model = model_lib.RAHFModel(self.cfg)
+    params = self.variables['params']
+    _, aux = model.loss_fn(params, self.batch, None)
+    out = model.predict_batch(params, self.batch, max_decode_length=4,
+                              num_beams=2, return_loss=True)
+    self.assertEqual(out['decoded'].shape, (2, 4))
+    self.assertEqual(out['scores'].shape, (2, 4))
+    np.testing.assert_allclose(out['loss/text'], aux['loss/text'], rtol=1e-5)
+
+
 class RAHFConfigTest(absltest.TestCase):
 
   def test_unknown_variant(self):
     with self.assertRaisesRegex(ValueError, 'multihead'):
       dataclasses.replace(test_utils.tiny_config(), variant='multi')
+
+  def test_defaults_are_the_paper_wiring(self):
+    cfg = test_utils.tiny_config()
+    self.assertEqual(
+        (cfg.encoder_image_tokens, cfg.decoder_attends_to,
+         cfg.encoder_padding_mask), ('patches', 'all', True))
+    self.assertEqual(cfg.num_encoder_image_tokens, cfg.num_image_tokens)
+    self.assertEqual(cfg.patch_positions, (0, cfg.num_image_tokens))
+
+  def test_invalid_wiring_is_rejected(self):
+    cfg = test_utils.tiny_config()
+    for field, value, message in (
+        ('encoder_image_tokens', 'cls', "encoder_image_tokens='cls'.*"
+         'cls_and_patches'),
+        ('decoder_attends_to', 'image', "decoder_attends_to='image'.*text"),
+        ('encoder_padding_mask', 1, 'encoder_padding_mask must be a bool')):
+      with self.assertRaisesRegex(ValueError, message):
+        dataclasses.replace(cfg, **{field: value})
+    self.assertFalse(cfg.vit.class_token)
+    with self.assertRaisesRegex(ValueError, 'vit.class_token=True'):
+      dataclasses.replace(cfg, encoder_image_tokens='cls_and_patches')
+
+  def test_port_augmented_prompts(self):
+    self.assertEqual([t for t, _ in rahf.PORT_AUGMENTED_TASKS],
+                     [t for t, _ in rahf.AUGMENTED_TASKS])
+    prompts = [rahf.augmented_prompt(p, 'a cat')
+               for _, p in rahf.PORT_AUGMENTED_TASKS]
+    self.assertEqual(prompts[0],
+                     '<output> HEATMAP: implausibility </output> a cat')
+    self.assertEqual(prompts[5], '<output> SCORE: overall </output> a cat')
+    self.assertEqual(prompts[-1], 'a cat')
 
 
 if __name__ == '__main__':

@@ -37,9 +37,15 @@ perturbed so that each parameter matters):
                   `score_predictor.<type>.` heads), written by the
                   safetensors package.
   port_tiny_heads.npz  a feature map and the port-style heads' outputs on it.
+  port_tiny_forward.npz  the port's whole forward pass (`PortRAHF`, the
+                  wiring of the port's `model.py` around the modules of
+                  port_tiny.safetensors) on an image and token ids, for
+                  both variants: heatmaps, scores and teacher-forced
+                  decoder logits (the augmented variant's single heads are
+                  the `implausibility` / `plausibility` ones).
 
 Each .npz holds `config` (a JSON string), `weights/<HF name>`,
-`inputs/<name>` and `outputs/<name>`; all float32.
+`inputs/<name>` and `outputs/<name>`; floats are float32, token ids int32.
 """
 
 import json
@@ -50,6 +56,7 @@ from safetensors.numpy import save_file
 import torch
 from torch import nn
 import transformers
+from transformers import modeling_outputs
 
 OUT = os.path.dirname(os.path.abspath(__file__))
 
@@ -70,6 +77,9 @@ HEATMAP = dict(conv_channels=[8, 8], upsample_channels=[8, 4],
 SCORE = dict(conv_channels=[8, 4], mlp_dims=[8])
 HEATMAP_TYPES = ('implausibility', 'misalignment')
 SCORE_TYPES = ('plausibility', 'alignment', 'aesthetics', 'overall')
+# Task slots of the augmented variant's [B, K, L] token ids (the order of
+# richhf_jax.models.rahf.AUGMENTED_TASKS; the keyword slot is last).
+AUGMENTED_SLOTS = HEATMAP_TYPES + SCORE_TYPES + ('keywords',)
 
 
 def _perturb(model: nn.Module, gen: torch.Generator) -> None:
@@ -237,8 +247,118 @@ class ScoreHead(nn.Module):
     return self.linear_layers(self.conv_layers(x).flatten(1)).flatten()
 
 
-def make_port(seed: int) -> None:
-  """Tiny port-named state dict (.safetensors) + head outputs (.npz)."""
+class PortRAHF(nn.Module):
+  """The forward pass of the port's `RAHF` (its model.py), tiny modules.
+
+  The ViT's whole last hidden state (class token first) is projected and
+  put in front of the embedded caption; the T5 encoder runs over both with
+  no attention mask; the heads read the grid positions after the class
+  token; the decoder gets only the text positions, again unmasked, and
+  `labels` (shifted right by HF into the decoder inputs). The augmented
+  variant runs the encoder once per task on that task's prompt ids; its
+  decoder reads the bare caption's encoding.
+  """
+
+  def __init__(self, vit, t5, proj, heatmaps, scores, grid):
+    super().__init__()
+    self.vit, self.t5, self.proj = vit, t5, proj
+    self.heatmaps, self.scores, self.grid = heatmaps, scores, grid
+
+  def _fuse(self, visual, ids):
+    text = self.t5.encoder.embed_tokens(ids)
+    joint = torch.cat([visual, text], dim=1)
+    return self.t5.encoder(inputs_embeds=joint).last_hidden_state
+
+  def _feature_map(self, encoded, num_visual):
+    grid_tokens = encoded[:, 1:num_visual]  # skip the class token
+    return grid_tokens.transpose(1, 2).reshape(
+        encoded.shape[0], -1, self.grid, self.grid)
+
+  def forward(self, pixels, ids, labels, task_ids=None):
+    visual = self.proj(self.vit(pixel_values=pixels).last_hidden_state)
+    n = visual.shape[1]
+    encoded = self._fuse(visual, ids)
+    text_only = modeling_outputs.BaseModelOutput(
+        last_hidden_state=encoded[:, n:])
+    out = {'logits': self.t5(encoder_outputs=text_only,
+                             labels=labels).logits}
+    if task_ids is None:
+      fmap = self._feature_map(encoded, n)
+      for k in HEATMAP_TYPES:
+        out[f'heatmap_{k}'] = self.heatmaps[k](fmap)
+      for k in SCORE_TYPES:
+        out[f'score_{k}'] = self.scores[k](fmap)
+      return out
+    # Augmented: one shared head per kind, the task named in the prompt.
+    for k, task_ids_k in zip(HEATMAP_TYPES + SCORE_TYPES, task_ids):
+      fmap = self._feature_map(self._fuse(visual, task_ids_k), n)
+      if k in HEATMAP_TYPES:
+        out[f'heatmap_{k}'] = self.heatmaps['implausibility'](fmap)
+      else:
+        out[f'score_{k}'] = self.scores['plausibility'](fmap)
+    return out
+
+
+def _token_ids(rng: np.random.Generator, shape: tuple[int, ...],
+               lengths: np.ndarray) -> np.ndarray:
+  """Random ids >= 2, EOS (1) at length - 1, padding (0) after it."""
+  ids = rng.integers(2, T5_COMMON['vocab_size'], size=shape)
+  pos = np.arange(shape[-1])
+  ids = np.where(pos == lengths[..., None] - 1, 1, ids)
+  return np.where(pos >= lengths[..., None], 0, ids).astype(np.int64)
+
+
+def make_port_forward(modules: tuple[nn.Module, ...], seed: int) -> None:
+  """The port's forward pass on port_tiny.safetensors' modules (.npz)."""
+  rng = np.random.default_rng(seed)
+  s = VIT['image_size']
+  model = PortRAHF(*modules, grid=s // VIT['patch_size']).eval()
+  # `t5-base`'s config.json sets it; transformers 5's T5Config has no
+  # default, and `labels` are shifted right with it.
+  model.t5.config.decoder_start_token_id = 0
+  batch, length, target_length = 2, 12, 7
+  pixels = rng.uniform(-1, 1, size=(batch, 3, s, s)).astype(np.float32)
+  # Row 1 is padded: unmasked padding changes the port's outputs.
+  ids = _token_ids(rng, (batch, length), np.array([length, 8]))
+  labels = _token_ids(rng, (batch, target_length),
+                      np.array([target_length, 5]))
+  # Augmented: per task, the rows as the port's tokenizer pads one call.
+  slots = len(AUGMENTED_SLOTS)
+  aug_lengths = np.stack([np.full(slots, length),
+                          rng.integers(4, length, size=slots)], axis=0)
+  aug_ids = _token_ids(rng, (batch, slots, length), aug_lengths)
+  t = {k: torch.tensor(v) for k, v in
+       (('pixels', pixels), ('ids', ids), ('labels', labels),
+        ('aug_ids', aug_ids))}
+  arrays = {
+      'inputs/pixel_values_nchw': pixels,
+      'inputs/input_ids': ids.astype(np.int32),
+      'inputs/labels': labels.astype(np.int32),
+      # What HF feeds the decoder for `labels` (start token 0, shifted).
+      'inputs/decoder_input_ids':
+          model.t5.prepare_decoder_input_ids_from_labels(
+              t['labels']).numpy().astype(np.int32),
+      'inputs/augmented_input_ids': aug_ids.astype(np.int32),
+  }
+  with torch.no_grad():
+    outputs = {'multihead': model(t['pixels'], t['ids'], t['labels']),
+               'augmented': model(t['pixels'], t['aug_ids'][:, -1],
+                                  t['labels'],
+                                  task_ids=t['aug_ids'][:, :-1].unbind(1))}
+  for variant, out in outputs.items():
+    for name, value in out.items():
+      arrays[f'outputs/{variant}/{name}'] = value.numpy().astype(np.float32)
+  _save('port_tiny_forward.npz',
+        {'vit': VIT, 't5': T5_COMMON, 'heatmap': HEATMAP, 'score': SCORE,
+         'augmented_slots': AUGMENTED_SLOTS}, arrays)
+
+
+def make_port(seed: int) -> tuple[nn.Module, ...]:
+  """Tiny port-named state dict (.safetensors) + head outputs (.npz).
+
+  Returns:
+    The modules (vit, t5, projection, heatmap heads, score heads).
+  """
   gen = torch.Generator().manual_seed(seed)
   torch.manual_seed(seed)
   vit = vit_model(seed + 1)
@@ -274,6 +394,7 @@ def make_port(seed: int) -> None:
   _save('port_tiny_heads.npz',
         {'vit': VIT, 't5': T5_COMMON, 'heatmap': HEATMAP, 'score': SCORE},
         {'inputs/feature_map_nchw': fmap.numpy(), **outputs})
+  return vit, t5, proj, heatmaps, scores
 
 
 def main() -> None:
@@ -282,7 +403,7 @@ def main() -> None:
   make_t5('v1_0', seed=0)
   make_t5('v1_1', seed=1)
   make_vit(seed=2)
-  make_port(seed=3)
+  make_port_forward(make_port(seed=3), seed=4)
 
 
 if __name__ == '__main__':

@@ -16,7 +16,8 @@
 `port_tiny.safetensors` (written by the safetensors package, see
 tests/testdata/make_parity_fixtures.py) has the port's state-dict names for a
 tiny model; `port_tiny_heads.npz` has the port-layout heads' outputs (torch)
-on a fixed feature map.
+on a fixed feature map; `port_tiny_forward.npz` has the port's whole forward
+pass (both variants) with those weights on an image and token ids.
 """
 
 import dataclasses
@@ -28,6 +29,7 @@ import struct
 import tempfile
 
 from absl.testing import absltest
+from absl.testing import parameterized
 import jax
 import ml_dtypes
 import numpy as np
@@ -37,11 +39,14 @@ from richhf_jax.models import heatmap_head
 from richhf_jax.models import rahf
 from richhf_jax.models import score_head
 from richhf_jax.weights import common
+from richhf_jax.weights import info
 from richhf_jax.weights import port
 
 _DATA = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), 'testdata')
 _SAFETENSORS = os.path.join(_DATA, 'port_tiny.safetensors')
+_FORWARD = os.path.join(_DATA, 'port_tiny_forward.npz')
+_TOL = 1e-4
 
 
 def tiny_port_config(variant='multihead'):
@@ -70,6 +75,18 @@ def tiny_port_config(variant='multihead'):
           conv_strides=(1,) * len(sc['conv_channels']),
           mlp_dims=tuple(sc['mlp_dims'])),
       variant=variant)
+
+
+def single_head_state_dict(sd):
+  """The augmented variant's port state dict: the first head of each kind."""
+  out = {}
+  for name, value in sd.items():
+    m = re.fullmatch(r'(heatmap|score)_predictor\.(\w+)\.(.*)', name)
+    if m is None:
+      out[name] = value
+    elif m.group(2) in ('implausibility', 'plausibility'):
+      out[f'{m.group(1)}_predictor.{m.group(3)}'] = value
+  return out
 
 
 def _write_safetensors(path, tensors, metadata=None):
@@ -204,14 +221,8 @@ class PortLoadTest(absltest.TestCase):
                                     err_msg=path)
 
   def test_augmented_variant_uses_the_single_heads(self):
-    sd = {}
-    for name, value in self.sd.items():
-      m = re.fullmatch(r'(heatmap|score)_predictor\.(\w+)\.(.*)', name)
-      if m is None:
-        sd[name] = value
-      elif m.group(2) in ('implausibility', 'plausibility'):
-        sd[f'{m.group(1)}_predictor.{m.group(3)}'] = value
-    params = port.load(sd, tiny_port_config('augmented'))
+    params = port.load(single_head_state_dict(self.sd),
+                       tiny_port_config('augmented'))
     np.testing.assert_array_equal(
         params['score']['out_dense']['kernel'],
         self.params['score_plausibility']['out_dense']['kernel'])
@@ -250,6 +261,15 @@ class PortLoadTest(absltest.TestCase):
     self.assertEqual((cfg.vit.width, cfg.vit.depth, cfg.vit.grid),
                      (1024, 24, (24, 24)))
     self.assertTrue(cfg.vit.class_token)
+    self.assertFalse(cfg.vit.gelu_approximate)
+    self.assertEqual(cfg.vit.layernorm_epsilon, 1e-12)
+    self.assertEqual(
+        {k: getattr(cfg, k) for k in rahf.PORT_WIRING}, rahf.PORT_WIRING)
+    self.assertEqual(cfg.patch_positions, (1, 577))
+    # gin/models/rahf_large.gin (mirrored by the `large` preset) is the port.
+    for variant in rahf.VARIANTS:
+      self.assertEqual(port.port_rahf_config(variant),
+                       info.rahf_preset_config('large', variant))
     self.assertEqual(cfg.score_head.conv_channels,
                      (768, 384, 192, 96, 48, 12))
     # Every row of the port's name table is a parameter of that model.
@@ -259,6 +279,86 @@ class PortLoadTest(absltest.TestCase):
     self.assertEqual(set(flat) - {row[0] for row in table},
                      {'img/cls', 'img/pos_embedding'})
 
+
+def _read_forward():
+  """(inputs, {variant: {output name: array}}) of port_tiny_forward.npz."""
+  with np.load(_FORWARD, allow_pickle=False) as data:
+    arrays = {k: data[k] for k in data.files}
+  inputs = {k.split('/', 1)[1]: v for k, v in arrays.items()
+            if k.startswith('inputs/')}
+  outputs = {}
+  for k, v in arrays.items():
+    if k.startswith('outputs/'):
+      _, variant, name = k.split('/')
+      outputs.setdefault(variant, {})[name] = v
+  slots = json.loads(str(arrays['config']))['augmented_slots']
+  assert slots == [t for t, _ in rahf.AUGMENTED_TASKS], slots
+  return inputs, outputs
+
+
+class PortForwardParityTest(parameterized.TestCase):
+  """Our RAHF with the port's wiring reproduces the port's forward pass."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.sd = port.read_safetensors(_SAFETENSORS)
+    cls.inputs, cls.outputs = _read_forward()
+
+  def _run(self, variant, wiring):
+    """Our outputs, named as the fixture's, for `variant` and `wiring`."""
+    cfg = dataclasses.replace(tiny_port_config(variant), **wiring)
+    sd = self.sd if variant == 'multihead' else single_head_state_dict(
+        self.sd)
+    params = port.load(sd, cfg)
+    tokens = self.inputs['input_ids' if variant == 'multihead' else
+                         'augmented_input_ids']
+    out = rahf.RAHF(cfg).apply(
+        {'params': params},
+        self.inputs['pixel_values_nchw'].transpose(0, 2, 3, 1), tokens,
+        self.inputs['decoder_input_ids'])
+    got = {'logits': out['logits']}
+    for k in rahf.HEATMAP_TYPES:
+      got[f'heatmap_{k}'] = out[f'{k}_heatmap']
+    for i, k in enumerate(rahf.SCORE_TYPES):
+      got[f'score_{k}'] = out['scores'][:, i]
+    return got
+
+  def _max_diffs(self, got, want):
+    self.assertEqual(set(got), set(want))
+    for name in want:
+      self.assertEqual(got[name].shape, want[name].shape, name)
+    return {name: float(np.max(np.abs(np.asarray(got[name]) - want[name])))
+            for name in want}
+
+  @parameterized.parameters('multihead', 'augmented')
+  def test_port_wiring_matches_the_port(self, variant):
+    want = self.outputs[variant]
+    # The fixture exercises unmasked padding and HF's label shift.
+    self.assertTrue((self.inputs['input_ids'] == 0).any())
+    np.testing.assert_array_equal(self.inputs['decoder_input_ids'][:, 1:],
+                                  self.inputs['labels'][:, :-1])
+    diffs = self._max_diffs(self._run(variant, rahf.PORT_WIRING), want)
+    for name, diff in diffs.items():
+      self.assertLessEqual(diff, _TOL, f'{variant} {name}: {diffs}')
+    self.assertGreater(np.abs(want['logits']).max(), 1.0)
+
+  @parameterized.parameters('multihead', 'augmented')
+  def test_each_port_option_is_needed(self, variant):
+    want = self.outputs[variant]
+    # The encoder options change every output by far more than the
+    # tolerance (so the parity check above can fail for each of them).
+    for field, default in (('encoder_image_tokens', 'patches'),
+                           ('encoder_padding_mask', True)):
+      diffs = self._max_diffs(
+          self._run(variant, {**rahf.PORT_WIRING, field: default}), want)
+      self.assertGreater(min(diffs.values()), 5 * _TOL, f'{field}: {diffs}')
+    # Cross-attending to the image positions changes only the logits.
+    diffs = self._max_diffs(
+        self._run(variant, {**rahf.PORT_WIRING, 'decoder_attends_to': 'all'}),
+        want)
+    self.assertGreater(diffs.pop('logits'), 0.1)
+    self.assertLessEqual(max(diffs.values()), _TOL, diffs)
 
 if __name__ == '__main__':
   absltest.main()
