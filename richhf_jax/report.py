@@ -21,6 +21,8 @@
   paper's and the public PyTorch port's reference rows (`REFERENCE_RESULTS`),
   then ours and the trivial baseline.
 * `save_overlays`: image | ground-truth overlay | predicted overlay PNGs.
+* `save_overlay_grid`: one PNG of such rows with a caption per row (the
+  evaluator's best / median / worst CC examples).
 * `save_score_scatter`: predicted-vs-true scatter plot PNG of one score.
 
 Images are drawn with numpy and PIL only (no matplotlib).
@@ -230,7 +232,9 @@ def _keywords_table(metrics, baseline):
 def render_report(metrics: Mapping[str, Any],
                   baseline: Optional[Mapping[str, Any]] = None,
                   title: str = 'RAHF evaluation',
-                  notes: Optional[str] = None) -> str:
+                  notes: Optional[str] = None,
+                  heatmap_resolution: Optional[str] = None,
+                  figures: Sequence[tuple[str, str]] = ()) -> str:
   """Markdown report with the paper's Tables 1-4.
 
   Each table lists the paper's rows and the public PyTorch port's rows
@@ -245,6 +249,10 @@ def render_report(metrics: Mapping[str, Any],
     title: the report's first heading.
     notes: optional markdown paragraph placed under the title (e.g. the
       checkpoint, split and data used).
+    heatmap_resolution: optional sentence saying at which resolution the
+      heatmap metrics were computed (printed under Tables 2-3).
+    figures: (caption, relative path) pairs of PNGs, linked in a final
+      `Figures` section.
 
   Returns:
     The report as a markdown string.
@@ -275,9 +283,15 @@ def render_report(metrics: Mapping[str, Any],
   parts.append(
       'MSE all: over all examples; MSE GT=0: over examples whose ground '
       'truth is all zero; CC, KLD, SIM, NSS, AUC-Judd: over examples with '
-      'ground truth > 0 (fixations = pixels > 0).')
+      'ground truth > 0 (fixations = pixels > 0).'
+      + (f' Resolution: {heatmap_resolution.strip()}'
+         if heatmap_resolution else ''))
   parts.append('## Table 4: misaligned keywords (token level, pooled)')
   parts.append(_keywords_table(metrics, baseline))
+  if figures:
+    parts.append('## Figures')
+    parts.append('\n\n'.join(f'{caption}\n\n![{caption}]({target})'
+                              for caption, target in figures))
   return '\n\n'.join(parts) + '\n'
 
 
@@ -418,6 +432,99 @@ def save_overlays(out_dir: str,
     canvas.save(path)
     paths.append(path)
   return paths
+
+
+def _resize_image(image, side):
+  """[S, S, 3] float in [0, 1] -> [side, side, 3] (bilinear)."""
+  if image.shape[:2] == (side, side):
+    return image
+  return np.stack([_resize_map(image[..., c], (side, side), 'image')
+                   for c in range(3)], axis=-1)
+
+
+def save_overlay_grid(path: str,
+                      images: np.ndarray,
+                      gts: np.ndarray,
+                      preds: np.ndarray,
+                      captions: Sequence[str],
+                      title: Optional[str] = None,
+                      alpha: float = 0.6,
+                      panel_size: Optional[int] = None,
+                      labels: Sequence[str] = ('image', 'ground truth',
+                                               'prediction'),
+                      text_height: int = 14) -> str:
+  """Writes one PNG of rows image | gt overlay | prediction overlay.
+
+  Layout: a header strip (the optional title, then the three column labels),
+  then per example a caption strip above its three panels. Panels are
+  `panel_size` pixels square (default: the image side, at least 160 so the
+  captions fit); images and heatmaps are resized bilinearly to it.
+
+  Args:
+    path: output PNG path; parent directories are created.
+    images: [N, S, S, 3] uint8, or float in [-1, 1].
+    gts: [N, H, W] ground-truth heatmaps in [0, 1], any resolution.
+    preds: [N, H', W'] predicted heatmaps in [0, 1], any resolution.
+    captions: N row captions (e.g. the example and its CC).
+    title: optional first line of the header.
+    alpha: overlay weight at heatmap value 1.
+    panel_size: side of each panel in pixels.
+    labels: the three column labels.
+    text_height: height in pixels of one text line.
+
+  Returns:
+    The written path.
+
+  Raises:
+    ValueError: if the inputs disagree on N (or N is 0), have the wrong
+      rank, or panel_size < 16.
+  """
+  images = np.asarray(images)
+  captions = [str(c) for c in captions]
+  n = len(captions)
+  if not n:
+    raise ValueError('save_overlay_grid: no example to draw (captions is '
+                     'empty).')
+  for what, x in (('images', images), ('gts', gts), ('preds', preds)):
+    if len(x) != n:
+      raise ValueError(f'save_overlay_grid: {what} holds {len(x)} examples '
+                       f'but captions holds {n}.')
+  if len(labels) != 3:
+    raise ValueError(f'save_overlay_grid: expected 3 labels, got '
+                     f'{len(labels)}.')
+  first = _image_to_float(images[0], 'save_overlay_grid: images[0]')
+  side = panel_size or max(first.shape[0], 160)
+  if side < 16:
+    raise ValueError(f'save_overlay_grid: panel_size must be >= 16, got '
+                     f'{panel_size}.')
+  header = text_height * (2 if title else 1)
+  row = text_height + side
+  canvas = Image.new('RGB', (3 * side, header + n * row), 'white')
+  draw = ImageDraw.Draw(canvas)
+  if title:
+    draw.text((2, 1), title, fill='black')
+  for j, label in enumerate(labels):
+    draw.text((j * side + 2, header - text_height + 1), label, fill='black')
+  for k in range(n):
+    what = f'save_overlay_grid: images[{k}]'
+    image = _resize_image(_image_to_float(images[k], what), side)
+    gt = _resize_map(gts[k], (side, side), f'save_overlay_grid: gts[{k}]')
+    pred = _resize_map(preds[k], (side, side),
+                       f'save_overlay_grid: preds[{k}]')
+    top = header + k * row
+    # Caption first, panels second: text taller than its strip is clipped by
+    # the panels instead of being drawn over them.
+    draw.text((2, top + 1), captions[k], fill='black')
+    panels = [np.round(image * 255.0).astype(np.uint8),
+              overlay_heatmap(image, gt, alpha),
+              overlay_heatmap(image, pred, alpha)]
+    for j, panel in enumerate(panels):
+      canvas.paste(Image.fromarray(panel), (j * side, top + text_height))
+  parent = os.path.dirname(path)
+  if parent:
+    os.makedirs(parent, exist_ok=True)
+  canvas.save(path)
+  return path
 
 
 def save_score_scatter(path: str, pred: np.ndarray, true: np.ndarray,

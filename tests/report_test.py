@@ -146,6 +146,21 @@ class RenderReportTest(absltest.TestCase):
     text = report.render_report(ours)
     self.assertNotIn('-0.000', text)
 
+  def test_resolution_and_figures(self):
+    text = report.render_report(
+        _metrics(0.5), heatmap_resolution='512x512, upsampled.',
+        figures=[('overall scatter', 'scatter_overall.png'),
+                 ('grid', 'overlays/implausibility.png')])
+    self.assertIn('(fixations = pixels > 0). Resolution: 512x512, '
+                  'upsampled.', text)
+    # Figures come last, after Table 4.
+    self.assertGreater(text.index('## Figures'), text.index('## Table 4'))
+    self.assertIn('![overall scatter](scatter_overall.png)', text)
+    self.assertIn('![grid](overlays/implausibility.png)', text)
+    plain = report.render_report(_metrics(0.5))
+    self.assertNotIn('Resolution:', plain)
+    self.assertNotIn('## Figures', plain)
+
   def test_reference_rows_match_spec(self):
     rows = dict(report.REFERENCE_RESULTS['implausibility'])
     self.assertEqual(rows['RAHF augmented prompt (paper)']['nss'], 3.085)
@@ -186,6 +201,48 @@ class ImagesTest(_TempDirTestCase):
                                     pixels[10 + 20:, 20:32])
       self.assertFalse(np.array_equal(pixels[10 + 5:10 + 11, 32 + 5:32 + 11],
                                       pixels[10 + 5:10 + 11, 5:11]))
+
+  def test_overlay_grid(self):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    gts = np.zeros((3, 8, 8))
+    gts[:, 2:6, 2:6] = 1.0
+    preds = rng.random((3, 16, 16))
+    path = os.path.join(self.tmp_dir, 'g', 'grid.png')
+    out = report.save_overlay_grid(path, images, gts, preds,
+                                   ['best', 'median', 'worst'], title='T',
+                                   panel_size=64, text_height=10)
+    self.assertEqual(out, path)
+    head, image = _read_png(path)
+    self.assertEqual(head, _PNG_MAGIC)
+    # Header of 2 text lines, then per row a caption line and 64 px panels.
+    self.assertEqual(image.size, (3 * 64, 2 * 10 + 3 * (10 + 64)))
+    pixels = np.asarray(image.convert('RGB')).astype(int)
+    for k in range(3):
+      top = 20 + k * 74 + 10
+      left = pixels[top:top + 64, :64]
+      gt_panel = pixels[top:top + 64, 64:128]
+      # The left panel is the image (upsampled 2x); the gt panel keeps it
+      # where the ground truth is 0 and tints it inside the square.
+      np.testing.assert_allclose(left[20:44, 20:44].mean(),
+                                 images[k, 10:22, 10:22].mean(), atol=8)
+      np.testing.assert_array_equal(gt_panel[:6, :6], left[:6, :6])
+      self.assertGreater(np.abs(gt_panel[24:40, 24:40] -
+                                left[24:40, 24:40]).sum(), 0)
+    # The default panel is at least 160 px so captions fit.
+    report.save_overlay_grid(path, images[:1], gts[:1], preds[:1], ['x'])
+    self.assertEqual(_read_png(path)[1].size, (480, 14 + 14 + 160))
+
+  def test_overlay_grid_bad_input_raises(self):
+    path = os.path.join(self.tmp_dir, 'g.png')
+    with self.assertRaisesRegex(ValueError, 'preds holds 1 examples but '
+                                'captions holds 2'):
+      report.save_overlay_grid(path, np.zeros((2, 8, 8, 3)),
+                               np.zeros((2, 8, 8)), np.zeros((1, 8, 8)),
+                               ['a', 'b'])
+    with self.assertRaisesRegex(ValueError, 'captions is empty'):
+      report.save_overlay_grid(path, np.zeros((0, 8, 8, 3)),
+                               np.zeros((0, 8, 8)), np.zeros((0, 8, 8)), [])
 
   def test_overlays_length_mismatch_raises(self):
     with self.assertRaisesRegex(ValueError, 'gts holds 1 examples'):
