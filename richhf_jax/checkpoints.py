@@ -15,9 +15,12 @@
 
 Layout: `<model_dir>/checkpoints/<step>/{state, meta}`; `state` is the
 unboxed train state (params, optimizer state, step), `meta` a JSON dict (the
-step, the model config, the data position). Orbax writes each step under a
-temporary name and renames it when complete, so a write killed half way never
-touches the previous good checkpoint.
+step, the model config, the data position). The best checkpoint by a
+validation metric is kept apart under `<model_dir>/best/<step>/`. Orbax writes
+each step under a temporary name (`<step>.orbax-checkpoint-tmp`) and renames
+it when complete, so a write killed half way never touches the previous good
+checkpoint; restore only sees complete steps and leftovers are deleted when a
+manager opens the directory.
 """
 
 import dataclasses
@@ -83,26 +86,60 @@ class Checkpointer:
   """
 
   def __init__(self, model_dir: str, max_to_keep: int = 3,
-               async_save: bool = True):
-    self.directory = os.path.abspath(os.path.join(model_dir, 'checkpoints'))
+               async_save: bool = True, subdir: str = 'checkpoints',
+               best_metric: str | None = None, best_mode: str = 'min'):
+    """Opens (or creates) the checkpoint directory.
+
+    Args:
+      model_dir: the run directory.
+      max_to_keep: checkpoints kept (the newest, or the best ones when
+        `best_metric` is given).
+      async_save: write in the background.
+      subdir: directory under `model_dir`.
+      best_metric: keep the `max_to_keep` best by this metric (passed to
+        `save(metrics=...)`) instead of the newest.
+      best_mode: 'min' or 'max'.
+    """
+    self.directory = os.path.abspath(os.path.join(model_dir, subdir))
+    self.best_metric = best_metric
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep,
         enable_async_checkpointing=async_save,
-        cleanup_tmp_directories=True)
+        cleanup_tmp_directories=True,
+        best_fn=(lambda m: m[best_metric]) if best_metric else None,
+        best_mode=best_mode)
     self.manager = ocp.CheckpointManager(self.directory, options=options)
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
   def save(self, step: int, state: PyTree, meta: dict[str, Any],
-           force: bool = True) -> None:
+           force: bool = True,
+           metrics: dict[str, float] | None = None) -> None:
     """Starts an (async) save of `state` and `meta` at `step`."""
+    if step in self.manager.all_steps():
+      return  # Already saved (e.g. a stop request right after a save).
     self.manager.save(
         step,
         args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
             meta=ocp.args.JsonSave(_to_json(meta))),
-        force=force)
+        force=force, metrics=metrics)
+
+  def restore_meta(self, step: int | None = None) -> dict[str, Any]:
+    """The JSON meta of `step` (default latest) without the arrays."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f'no checkpoint under {self.directory}')
+    return self.manager.restore(
+        step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+
+  def best_value(self) -> float | None:
+    """The `best_value` recorded in the newest kept checkpoint, if any."""
+    steps = self.manager.all_steps()
+    if not steps:
+      return None
+    return self.restore_meta(max(steps)).get('best_value')
 
   def restore(self, abstract_state: PyTree,
               step: int | None = None) -> tuple[PyTree, dict[str, Any]]:
@@ -145,7 +182,13 @@ class Checkpointer:
 
 
 def abstract_like(tree: PyTree, shardings: PyTree) -> PyTree:
-  """ShapeDtypeStructs of `tree` placed on `shardings` (restore targets)."""
+  """ShapeDtypeStructs of `tree` placed on `shardings` (restore targets).
+
+  Array-free subtrees of `tree` (optax's MaskedNode) are kept as they are.
+  """
+  def empty(x):
+    return x is not None and not hasattr(x, 'shape') and not jax.tree.leaves(x)
+
   return jax.tree.map(
-      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-      tree, shardings)
+      lambda x, s: x if empty(x) else jax.ShapeDtypeStruct(
+          x.shape, x.dtype, sharding=s), tree, shardings, is_leaf=empty)

@@ -19,10 +19,19 @@ r"""Trains RAHF. Configured with gin, like t5x.
     --gin.VOCAB_PATH="'/data/spm.model'"
 
 Resume order (written once, here): the latest checkpoint in MODEL_DIR, else
-initialisation from scratch. SIGTERM (preemption) saves a checkpoint at the
-current step before exiting.
+initialisation from scratch. The data position and the per-step RNG come from
+the restored step, so a resumed run repeats the losses of an uninterrupted
+one. SIGTERM (preemption) saves a checkpoint at the next step boundary and
+exits with status 143.
+
+Multi-host: every host runs the same command; `jax.distributed` starts from
+`richhf_jax.train.distributed` and the environment (JAX_COORDINATOR_ADDRESS,
+JAX_NUM_PROCESSES, JAX_PROCESS_ID; on TPU pods nothing is needed with
+`distributed='on'`). Each host reads its shard of the data; process 0 writes
+logs, summaries and the config.
 """
 
+import itertools
 import json
 import os
 import signal
@@ -38,13 +47,41 @@ from richhf_jax import checkpoints
 from richhf_jax import gin_configurables  # pylint: disable=unused-import
 from richhf_jax import gin_utils
 from richhf_jax import model as model_lib
+from richhf_jax import partitioning
 from richhf_jax import trainer as trainer_lib
 from richhf_jax.data import pipeline
 # pylint: enable=g-import-not-at-top
 
+PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a killed job reports.
 
-class _Preempted(Exception):
-  pass
+
+def _restore_or_init(trainer, ckpt, model_config, log_fn) -> int:
+  """Resume order: latest checkpoint in the run, else from scratch.
+
+  Returns:
+    The data position (global batches already consumed).
+  """
+  if ckpt.latest_step() is None:
+    trainer.init_state()
+    log_fn(f'initialised from scratch: {trainer.num_params():,} parameters')
+    return 0
+  saved = trainer.restore_state(ckpt)
+  checkpoints.check_model_config(saved, model_config, ckpt.directory)
+  step = int(trainer.state.step)
+  log_fn(f'resumed from {ckpt.directory} step {step}')
+  return int(saved.get('data_position', step))
+
+
+def _validation_batches(data, model_config, train_config):
+  """A function returning the same validation batches on every call."""
+  if not train_config.eval_every:
+    return None
+  ds = pipeline.get_dataset(
+      data, model_config, 'validation',
+      train_config.eval_batch_size or train_config.batch_size,
+      shuffle=False, repeat=True)  # Repeat: fixed-size batches.
+  return lambda: itertools.islice(pipeline.numpy_batches(ds),
+                                  train_config.eval_steps)
 
 
 @gin.configurable(module='richhf_jax')
@@ -52,9 +89,26 @@ def train(model_dir: str = gin.REQUIRED,
           model_config=gin.REQUIRED,
           data: pipeline.DataConfig = gin.REQUIRED,
           train_config: trainer_lib.TrainConfig = gin.REQUIRED,
+          distributed: str = 'auto',
           log_fn=trainer_lib.console) -> dict[str, float]:
-  """Trains a model in `model_dir`; returns the last logged metrics."""
+  """Trains a model in `model_dir`; returns the last logged metrics.
+
+  Args:
+    model_dir: checkpoints, summaries, config.gin, model-info.txt.
+    model_config: the RAHFConfig.
+    data: the data config.
+    train_config: the TrainConfig (optimizer, mesh, periods).
+    distributed: 'auto', 'on' or 'off' (see
+      `partitioning.initialize_distributed`).
+    log_fn: console output (process 0 only).
+
+  Raises:
+    SystemExit: with PREEMPTED_EXIT_CODE after a SIGTERM checkpoint.
+  """
+  partitioning.initialize_distributed(distributed)
   main = jax.process_index() == 0
+  if not main:
+    log_fn = lambda line: None  # pylint: disable=unnecessary-lambda-assignment
   pipeline.check_vocab(data, model_config)
   os.makedirs(model_dir, exist_ok=True)
   if main:
@@ -63,47 +117,49 @@ def train(model_dir: str = gin.REQUIRED,
   trainer = trainer_lib.Trainer(model, train_config, data.input_length,
                                 data.target_length)
   ckpt = checkpoints.Checkpointer(model_dir, train_config.keep_checkpoints)
+  best = None
+  if train_config.eval_every and train_config.best_metric:
+    best = checkpoints.Checkpointer(
+        model_dir, 1, subdir='best', best_metric=train_config.best_metric,
+        best_mode=train_config.best_mode)
   meta = {'model_config': model_config, 'data': data,
           'train_config': train_config}
-  if ckpt.latest_step() is not None:
-    saved = trainer.restore_state(ckpt)
-    checkpoints.check_model_config(saved, model_config, ckpt.directory)
-    log_fn(f'resumed from {ckpt.directory} step {int(trainer.state.step)}')
-  else:
-    trainer.init_state()
-    log_fn(f'initialised from scratch: {trainer.num_params():,} parameters')
+  position = _restore_or_init(trainer, ckpt, model_config, log_fn)
   if main:
     trainer.write_model_info(trainer_lib.model_info_path(model_dir))
-  start = int(trainer.state.step)
+  # Resuming at `position` skips raw records of the current epoch only.
   ds = pipeline.get_dataset(data, model_config, 'train',
                             train_config.batch_size, shuffle=True,
-                            repeat=True)
-  batches = pipeline.numpy_batches(ds, start_step=start)
+                            repeat=True, start_step=position)
+  batches = pipeline.numpy_batches(ds)
 
-  writer = None
+  writer = history = None
   if main:
     from clu import metric_writers  # pylint: disable=g-import-not-at-top
     writer = metric_writers.create_default_writer(
         os.path.join(model_dir, 'train'), asynchronous=False)
+    history = os.path.join(model_dir, 'train', 'metrics.jsonl')
 
   def on_sigterm(signum, frame):
     del signum, frame
-    raise _Preempted()
+    trainer.stop_requested = True  # Acted on at the next step boundary.
 
   previous = signal.signal(signal.SIGTERM, on_sigterm)
   try:
-    metrics = trainer.train(batches, ckpt, meta, writer, log_fn)
-  except _Preempted:
-    step = int(trainer.state.step)
-    log_fn(f'SIGTERM: saving a checkpoint at step {step} and exiting')
-    ckpt.save(step, trainer.state, dict(meta, step=step))
-    ckpt.close()
-    sys.exit(143)
+    metrics = trainer.train(
+        batches, ckpt, meta, writer, log_fn,
+        eval_batches=_validation_batches(data, model_config, train_config),
+        best_ckpt=best, history_path=history)
   finally:
     signal.signal(signal.SIGTERM, previous)
     if writer is not None:
       writer.close()
-  ckpt.close()
+    ckpt.close()
+    if best is not None:
+      best.close()
+  if trainer.preempted:
+    log_fn(f'SIGTERM: saved step {int(trainer.state.step)}; exiting')
+    sys.exit(PREEMPTED_EXIT_CODE)
   if main:
     with open(os.path.join(model_dir, 'train_metrics.json'), 'w') as f:
       json.dump(metrics, f, indent=1, sort_keys=True)

@@ -129,6 +129,7 @@ class EndToEndTest(absltest.TestCase):
   def test_eval_refuses_a_checkpoint_of_another_model(self):
     self._parse('gin/runs/eval.gin',
                 [f"EVAL_OUTPUT_DIR = '{self.eval_dir}2'",
+                 'EVAL_MODEL_CONFIG = %MODEL_CONFIG',
                  "richhf_jax.rahf_config.t5_overrides = "
                  "{'emb_dim': 32, 'vocab_size': 512}"])
     try:

@@ -11,9 +11,15 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Every gin file under gin/ parses, finalizes, and builds its model config."""
+"""Every gin file under gin/ parses, finalizes, and builds its model config.
 
+Every training run file also runs one train step with the tiny overlay (on
+fake batches: the configs are what is under test, not the data).
+"""
+
+import dataclasses
 import glob
+import math
 import os
 
 from absl.testing import absltest
@@ -22,7 +28,10 @@ import gin
 
 from richhf_jax import eval as eval_lib  # pylint: disable=unused-import
 from richhf_jax import gin_utils
+from richhf_jax import model as model_lib
+from richhf_jax import test_utils
 from richhf_jax import train as train_lib  # pylint: disable=unused-import
+from richhf_jax import trainer as trainer_lib
 from richhf_jax.models import rahf
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,9 +43,25 @@ _REQUIRED = ["MODEL_DIR = '/tmp/m'", "DATA_DIR = '/tmp/d'",
              "VOCAB_PATH = '/tmp/v.model'", "EVAL_OUTPUT_DIR = '/tmp/e'"]
 
 
+# Run files that configure `richhf_jax.train`, and overlays to try on them.
+_TRAIN_RUNS = [
+    ('gin/runs/finetune_richhf.gin', ()),
+    ('gin/runs/pretrain_captioning.gin', ()),
+    ('gin/runs/finetune_richhf.gin', ('gin/models/variant_augmented.gin',)),
+    ('gin/runs/finetune_richhf.gin', ('gin/demo.gin',)),
+]
+
+
 def _build_model_config():
   ref = gin.query_parameter('%MODEL_CONFIG')
   return ref.scoped_configurable_fn()
+
+
+def _files_for(path):
+  """A variant overlay needs a model preset before it."""
+  if os.path.basename(path).startswith('variant_'):
+    return ['gin/models/rahf_tiny.gin', path]
+  return [path]
 
 
 class GinFilesTest(parameterized.TestCase):
@@ -49,13 +74,42 @@ class GinFilesTest(parameterized.TestCase):
     self.assertContainsSubset(
         {'gin/runs/finetune_richhf.gin', 'gin/runs/eval.gin',
          'gin/local_tiny.gin', 'gin/demo.gin', 'gin/models/rahf_tiny.gin',
-         'gin/models/rahf_base.gin', 'gin/models/rahf_large.gin'},
+         'gin/models/rahf_base.gin', 'gin/models/rahf_large.gin',
+         'gin/runs/pretrain_captioning.gin',
+         'gin/models/variant_augmented.gin',
+         'gin/models/variant_multihead.gin'},
         set(_GIN_FILES))
+    runs = {r for r, _ in _TRAIN_RUNS}
+    for path in _GIN_FILES:
+      if path.startswith('gin/runs/') and path != 'gin/runs/eval.gin':
+        self.assertIn(path, runs, 'add the run file to _TRAIN_RUNS')
+
+  @parameterized.parameters(*_TRAIN_RUNS)
+  def test_one_train_step_with_the_tiny_overlay(self, run, overlays):
+    gin_utils.parse_gin([run, 'gin/local_tiny.gin', *overlays], _REQUIRED,
+                        [_ROOT])
+    cfg = _build_model_config()
+    tc = gin.query_parameter(
+        'richhf_jax.train.train_config').scoped_configurable_fn()
+    self.assertIsInstance(tc, trainer_lib.TrainConfig)
+    tc = dataclasses.replace(tc, batch_size=2)
+    tr = trainer_lib.Trainer(model_lib.RAHFModel(cfg), tc, 6, 7)
+    tr.init_state()
+    batch = tr.put_batch(test_utils.fake_batch(cfg, batch_size=2))
+    tr.compile({k: trainer_lib.jax.ShapeDtypeStruct(v.shape, v.dtype)
+                for k, v in batch.items()})
+    aux = trainer_lib.jax.device_get(tr.step(batch))
+    self.assertEqual(int(tr.state.step), 1)
+    self.assertTrue(math.isfinite(aux['loss/total']), aux)
+    if 'pretrain' in run:  # Text loss only.
+      self.assertAlmostEqual(aux['loss/total'], aux['loss/text'], places=5)
+    else:
+      self.assertGreater(aux['loss/total'], aux['loss/text'])
 
   @parameterized.parameters(*_GIN_FILES)
   def test_parses_and_builds_the_model_config(self, path):
     bindings = list(_REQUIRED) if 'runs/' in path else []
-    gin_utils.parse_gin([path], bindings, [_ROOT])
+    gin_utils.parse_gin(_files_for(path), bindings, [_ROOT])
     cfg = _build_model_config()
     self.assertIsInstance(cfg, rahf.RAHFConfig)
 
@@ -70,6 +124,12 @@ class GinFilesTest(parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, 'MODEL_DIR.*gin.REQUIRED'):
       gin_utils.parse_gin(['gin/runs/finetune_richhf.gin'],
                           _REQUIRED[1:], [_ROOT])
+
+  def test_variant_overlay_switches_the_variant(self):
+    gin_utils.parse_gin(['gin/runs/finetune_richhf.gin', 'gin/local_tiny.gin',
+                         'gin/models/variant_augmented.gin'], _REQUIRED,
+                        [_ROOT])
+    self.assertEqual(_build_model_config().variant, 'augmented')
 
   def test_large_is_the_port_configuration(self):
     gin_utils.parse_gin(['gin/models/rahf_large.gin'], [], [_ROOT])

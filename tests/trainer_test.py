@@ -15,10 +15,12 @@
 
 import dataclasses
 import itertools
+import json
 import os
 import tempfile
 
 from absl.testing import absltest
+import flax
 import jax
 import numpy as np
 
@@ -38,12 +40,16 @@ class TrainerTest(absltest.TestCase):
     cls.tc = trainer_lib.TrainConfig(
         num_steps=12, batch_size=2, learning_rate=3e-3, warmup_steps=1,
         schedule='constant', log_every=4, checkpoint_every=6,
-        keep_checkpoints=2)
+        keep_checkpoints=2, eval_every=4, best_metric='loss/total')
     cls.batch = test_utils.fake_batch(cls.cfg)
+    cls.val_batch = test_utils.fake_batch(cls.cfg, seed=7)
     cls.trainer = trainer_lib.Trainer(model_lib.RAHFModel(cls.cfg), cls.tc,
                                       input_length=6, target_length=7)
     cls.trainer.init_state()
     cls.ckpt = checkpoints.Checkpointer(cls.tmp, max_to_keep=2)
+    cls.best = checkpoints.Checkpointer(cls.tmp, 1, subdir='best',
+                                        best_metric='loss/total')
+    cls.history_path = os.path.join(cls.tmp, 'metrics.jsonl')
     cls.logs = []
     cls.history = []
     orig = cls.trainer._log_window
@@ -55,7 +61,11 @@ class TrainerTest(absltest.TestCase):
 
     cls.trainer._log_window = spy
     cls.trainer.train(itertools.repeat(cls.batch), cls.ckpt,
-                      {'model_config': cls.cfg}, None, cls.logs.append)
+                      {'model_config': cls.cfg}, None, cls.logs.append,
+                      eval_batches=lambda: [cls.val_batch],
+                      best_ckpt=cls.best, history_path=cls.history_path)
+    # Before test_non_finite_loss_names_the_term poisons the params.
+    cls.final_val = cls.trainer.evaluate([cls.val_batch])
 
   def test_loss_goes_down_on_a_repeated_batch(self):
     self.assertLen(self.history, 3)
@@ -76,6 +86,30 @@ class TrainerTest(absltest.TestCase):
     jax.tree.map(np.testing.assert_array_equal,
                  jax.device_get(self.trainer.state.opt_state),
                  jax.device_get(other.state.opt_state))
+
+  def test_validation_every_n_steps_and_keep_best(self):
+    with open(self.history_path) as f:
+      records = [json.loads(l) for l in f]
+    val = {r['step']: r['val/loss/total'] for r in records
+           if 'val/loss/total' in r}
+    self.assertEqual(sorted(val), [4, 8, 12])
+    train_steps = [r['step'] for r in records if 'loss/total' in r]
+    self.assertEqual(train_steps, [4, 8, 12])
+    for r in records:
+      if 'loss/total' in r:
+        for k in ('grad_norm', 'learning_rate', 'steps_per_sec',
+                  'examples_per_sec', 'loss/text', 'text/accuracy'):
+          self.assertIn(k, r)
+    # The evaluation is deterministic: equal to a fresh one on the batch.
+    self.assertAlmostEqual(self.final_val['loss/total'], val[12], places=5)
+    best_step = min(val, key=val.get)
+    self.assertEqual(self.best.manager.all_steps(), [best_step])
+    meta = self.best.restore_meta()
+    self.assertEqual(meta['best_metric'], 'loss/total')
+    self.assertAlmostEqual(meta['best_value'], val[best_step], places=6)
+    self.assertAlmostEqual(self.best.best_value(), val[best_step], places=6)
+    self.assertTrue(any(l.startswith('validation at step 8') for l in
+                        self.logs), self.logs)
 
   def test_mismatched_model_config_is_refused(self):
     meta = checkpoints.Checkpointer(self.tmp).manager.restore(
@@ -108,13 +142,94 @@ class TrainerTest(absltest.TestCase):
     self.trainer.write_model_info(path)
     lines = open(path).read().splitlines()
     n = len(jax.tree.leaves(self.trainer.state.params))
-    self.assertLen(lines, n + 1)
+    self.assertLen(lines, n + 2)  # + total, mesh
     query = [l for l in lines
              if l.startswith('encoder/layers_0/attention/query/kernel\t')]
     self.assertEqual(query, [
         "encoder/layers_0/attention/query/kernel\t(64, 64)\tfloat32\t"
         "P(None, 'model')"])
-    self.assertIn('total parameters', lines[-1])
+    self.assertIn('total parameters', lines[-2])
+    self.assertIn("'fsdp': 1", lines[-1])
+
+
+class OptimizerFeaturesTest(absltest.TestCase):
+  """Gradient accumulation, freezing and per-module learning rates."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.cfg = test_utils.tiny_config()
+    # No clipping (frozen grads would change the global norm). eps=1 keeps
+    # Adam's first step proportional to the gradient: with a tiny eps it is
+    # lr * sign(g), and rounding noise flips the sign of near-zero entries.
+    cls.base = trainer_lib.TrainConfig(
+        num_steps=1, batch_size=4, learning_rate=0.1, warmup_steps=0,
+        schedule='constant', clip_norm=0.0, eps=1.0)
+    cls.batch = test_utils.fake_batch(cls.cfg, batch_size=4, seed=3)
+    cls.init, cls.ref, cls.ref_aux = cls._one_step(cls.base)
+
+  @classmethod
+  def _one_step(cls, tc):
+    tr = trainer_lib.Trainer(model_lib.RAHFModel(cls.cfg), tc, 6, 7)
+    tr.init_state()
+    init = jax.device_get(tr.state.params)
+    gb = tr.put_batch(cls.batch)
+    tr.compile({k: jax.ShapeDtypeStruct(v.shape, v.dtype)
+                for k, v in gb.items()})
+    aux = jax.device_get(tr.step(gb))
+    params = jax.device_get(tr.state.params)
+    return (flax.traverse_util.flatten_dict(init, sep='/'),
+            flax.traverse_util.flatten_dict(params, sep='/'), aux)
+
+  def test_accumulation_equals_one_big_batch(self):
+    _, params, aux = self._one_step(
+        dataclasses.replace(self.base, grad_accum_steps=2))
+    # Every example has the same number of target tokens, so the mean of
+    # the two micro-batch means is the big-batch mean.
+    for k in ('loss/total', 'loss/text', 'grad_norm'):
+      np.testing.assert_allclose(aux[k], self.ref_aux[k], rtol=1e-5,
+                                 err_msg=k)
+    for k, v in self.ref.items():
+      np.testing.assert_allclose(params[k], v, rtol=1e-5, atol=1e-7,
+                                 err_msg=k)
+    # The step did move the parameters (the comparison has teeth).
+    self.assertGreater(max(np.abs(v - self.init[k]).max()
+                           for k, v in self.ref.items()), 1e-4)
+
+  def test_freeze_vit_and_scale_the_decoder_learning_rate(self):
+    tc = dataclasses.replace(self.base, freeze=('vit',),
+                             lr_scales={'decoder': 0.5})
+    init, params, _ = self._one_step(tc)
+    n_img = 0
+    for k, v in params.items():
+      delta = v - init[k]
+      ref_delta = self.ref[k] - self.init[k]
+      if k.startswith('img/'):
+        n_img += 1
+        np.testing.assert_array_equal(v, init[k], err_msg=k)
+      elif k.startswith('decoder/'):
+        np.testing.assert_allclose(delta, 0.5 * ref_delta, rtol=1e-4,
+                                   atol=1e-7, err_msg=k)
+      else:
+        np.testing.assert_allclose(delta, ref_delta, rtol=1e-4, atol=1e-7,
+                                   err_msg=k)
+    self.assertGreater(n_img, 10)
+    # The frozen ViT really moved in the reference run.
+    moved = [k for k in self.ref if k.startswith('img/') and
+             np.abs(self.ref[k] - self.init[k]).max() > 1e-5]
+    self.assertNotEmpty(moved)
+
+  def test_unknown_module_name_lists_the_modules(self):
+    tc = dataclasses.replace(self.base, freeze=('vitt',))
+    with self.assertRaisesRegex(ValueError, r"'vitt' matches no parameter.*"
+                                r"'decoder'"):
+      trainer_lib.param_groups(tc, {'decoder': {'k': np.zeros(2)},
+                                    'img': {'k': np.zeros(2)}})
+
+  def test_accumulation_must_divide_the_batch(self):
+    with self.assertRaisesRegex(ValueError, 'not divisible by '
+                                'grad_accum_steps=3'):
+      dataclasses.replace(self.base, grad_accum_steps=3)
 
 
 class ConfigTest(absltest.TestCase):
@@ -130,6 +245,35 @@ class ConfigTest(absltest.TestCase):
       lr = trainer_lib.learning_rate_schedule(cfg)
       self.assertLess(float(lr(1)), float(lr(10)))
       self.assertAlmostEqual(float(lr(10)), 1.0, places=5)
+
+  def test_mesh_sizes_resolve(self):
+    tc = trainer_lib.TrainConfig(model_parallel=2)
+    self.assertEqual(tc.mesh_sizes(), {'data': -1, 'fsdp': 1, 'model': 2})
+    self.assertEqual(trainer_lib.partitioning.mesh_shape(8, **tc.mesh_sizes()),
+                     (4, 1, 2))
+    legacy = trainer_lib.TrainConfig(fsdp=True)
+    self.assertEqual(trainer_lib.partitioning.mesh_shape(
+        8, **legacy.mesh_sizes()), (1, 8, 1))
+    with self.assertRaisesRegex(ValueError, 'multiply to 6, but there are 8'):
+      trainer_lib.partitioning.mesh_shape(8, data=3, fsdp=1, model=2)
+    with self.assertRaisesRegex(ValueError, 'at most one may be -1'):
+      trainer_lib.partitioning.mesh_shape(8, data=-1, fsdp=-1)
+
+  def test_no_warmup_starts_at_the_full_rate(self):
+    for name in ('cosine', 'rsqrt', 'constant'):
+      cfg = trainer_lib.TrainConfig(num_steps=100, warmup_steps=0,
+                                    learning_rate=0.5, schedule=name)
+      self.assertAlmostEqual(
+          float(trainer_lib.learning_rate_schedule(cfg)(0)), 0.5, places=6)
+
+  def test_config_for_restore_keeps_the_optimizer_and_drops_the_mesh(self):
+    saved = checkpoints._to_json(trainer_lib.TrainConfig(
+        model_parallel=4, freeze=('vit',), lr_scales={'decoder': 0.1}))
+    saved['unknown_future_field'] = 1
+    tc = trainer_lib.config_for_restore(saved)
+    self.assertEqual(tc.freeze, ('vit',))
+    self.assertEqual(dict(tc.lr_scales), {'decoder': 0.1})
+    self.assertEqual(tc.mesh_sizes(), {'data': -1, 'fsdp': 1, 'model': 1})
 
   def test_no_decay_on_vectors(self):
     mask = trainer_lib._decay_mask({'k': np.zeros((2, 2)), 'b': np.zeros(2)})
