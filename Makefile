@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= demo_out
-DEMO_TRAIN ?= 2400
+DEMO_TRAIN ?= 8000
 DEMO_DEV ?= 100
 DEMO_TEST ?= 200
 PYTEST_WORKERS ?= 2
@@ -40,6 +40,11 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) tests
+
+# The CPU benchmark set (< 30 min on a quiet 2-core machine; one process per
+# case); BENCH_ARGS adds run_all flags, e.g. BENCH_ARGS='--set quick'.
+bench: venv
+	$(PY) benchmarks/run_all.py --set cpu --out bench_results.jsonl $(BENCH_ARGS)
 
 clean-demo:
 	rm -rf $(DEMO_DIR)
