@@ -38,6 +38,13 @@ words: matched words take the decoded label; a replaced run of the same
 length as the prompt run is paired word by word (a misspelt or `<unk>` word);
 prompt words the decoder dropped count as aligned, and decoded words with no
 prompt counterpart are ignored.
+
+Augmented-prompt models get one prompt per task, in the paper's style
+(`rahf.AUGMENTED_TASKS`) or the PyTorch port's (`rahf.PORT_AUGMENTED_TASKS`);
+`Predictor` takes the style it is given, else the one the training run
+recorded (`DataConfig.augmented_prompts`), else 'port' for a model with the
+port's wiring (`encoder_image_tokens='cls_and_patches'`) and 'paper'
+otherwise.
 """
 
 import dataclasses
@@ -60,6 +67,7 @@ ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 HeatmapSize = Union[None, int, tuple[int, int], str]
 
 _SIXTEEN_BIT_MODES = ('I;16', 'I;16L', 'I;16B', 'I;16N')
+AUGMENTED_PROMPTS = ('paper', 'port')
 
 
 # ----------------------------------------------------------------------------
@@ -207,6 +215,22 @@ def preprocess(image: ImageLike, image_size: int
 # ----------------------------------------------------------------------------
 
 
+def augmented_tasks(style: str) -> tuple[tuple[str, str], ...]:
+  """(task, prefix) pairs of an augmented prompt style ('paper' / 'port')."""
+  if style == 'paper':
+    return rahf.AUGMENTED_TASKS
+  if style == 'port':
+    return rahf.PORT_AUGMENTED_TASKS
+  raise ValueError(f'augmented_prompts={style!r}; expected one of '
+                   f'{AUGMENTED_PROMPTS}')
+
+
+def default_augmented_prompts(config: rahf.RAHFConfig) -> str:
+  """'port' for a model with the port's wiring, else 'paper'."""
+  return ('port' if config.encoder_image_tokens == 'cls_and_patches'
+          else 'paper')
+
+
 class Tokenizer:
   """SentencePiece encoding of prompts as the seqio tasks do it.
 
@@ -232,13 +256,24 @@ class Tokenizer:
     out[:len(ids)] = ids
     return out
 
-  def encode(self, prompt: str, variant: str = 'multihead') -> np.ndarray:
-    """[L] tokens (multi-head) or [K, L] (one per augmented task)."""
+  def encode(self, prompt: str, variant: str = 'multihead',
+             augmented_prompts: str = 'paper') -> np.ndarray:
+    """[L] tokens (multi-head) or [K, L] (one per augmented task).
+
+    Args:
+      prompt: the caption (cleaned here).
+      variant: the model variant.
+      augmented_prompts: 'paper' or 'port' task prompts (augmented only).
+
+    Returns:
+      The tokens.
+    """
     clean = release.clean_prompt(prompt)
     if variant == 'multihead':
       return self.encode_text(clean)
-    return np.stack([self.encode_text(f'{prefix} {clean}')
-                     for _, prefix in rahf.AUGMENTED_TASKS])
+    return np.stack([
+        self.encode_text(rahf.augmented_prompt(prefix, clean))
+        for _, prefix in augmented_tasks(augmented_prompts)])
 
   def decode(self, ids: Sequence[int]) -> str:
     """Token ids up to EOS -> text (ids past the vocabulary read as unk)."""
@@ -362,11 +397,18 @@ class Predictor:
     max_batch_size: the largest compiled batch.
     max_decode_length: decoded tokens per example.
     num_beams: 1 = greedy decoding.
+    augmented_prompts: the task prompt style ('paper' or 'port') of an
+      augmented-prompt model.
   """
 
   def __init__(self, config: rahf.RAHFConfig, params: PyTree,
                vocab_path: str, *, input_length: int, target_length: int,
-               max_batch_size: int = 8, num_beams: int = 1):
+               max_batch_size: int = 8, num_beams: int = 1,
+               augmented_prompts: Optional[str] = None):
+    if augmented_prompts is None:
+      augmented_prompts = default_augmented_prompts(config)
+    augmented_tasks(augmented_prompts)  # Checks the name.
+    self.augmented_prompts = augmented_prompts
     self.config = config
     self.model = model_lib.RAHFModel(config)
     self.params = jax.device_put(params)
@@ -388,7 +430,9 @@ class Predictor:
       step: training checkpoint step (training directories only).
       vocab_path: overrides the vocabulary.
       **kwargs: `Predictor` options (max_batch_size, num_beams,
-        input_length, target_length).
+        input_length, target_length, augmented_prompts: default the
+        training run's `DataConfig.augmented_prompts`, else from the model
+        wiring).
 
     Raises:
       FileNotFoundError: neither kind of directory.
@@ -405,6 +449,9 @@ class Predictor:
           'input_length', export_lib.DEFAULT_INPUT_LENGTH)))
       kwargs.setdefault('target_length', int(data.get(
           'target_length', export_lib.DEFAULT_TARGET_LENGTH)))
+      if data:  # Runs from before the option used the paper's prompts.
+        kwargs.setdefault('augmented_prompts',
+                          data.get('augmented_prompts', 'paper'))
       vocab_path = vocab_path or data.get('vocab_path')
       if not vocab_path:
         raise FileNotFoundError(f'{path}: the checkpoint names no vocabulary; '
@@ -429,7 +476,8 @@ class Predictor:
 
   def tokenize(self, prompts: Sequence[str]) -> np.ndarray:
     """[B, L] (or [B, K, L] for augmented prompts) int32 tokens."""
-    return np.stack([self.tokenizer.encode(p, self.config.variant)
+    return np.stack([self.tokenizer.encode(p, self.config.variant,
+                                           self.augmented_prompts)
                      for p in prompts])
 
   # --------------------------------------------------------------------------

@@ -31,11 +31,13 @@ JAX_NUM_PROCESSES, JAX_PROCESS_ID; on TPU pods nothing is needed with
 logs, summaries and the config.
 """
 
+import dataclasses
 import itertools
 import json
 import os
 import signal
 import sys
+from typing import Sequence
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
@@ -50,20 +52,31 @@ from richhf_jax import model as model_lib
 from richhf_jax import partitioning
 from richhf_jax import trainer as trainer_lib
 from richhf_jax.data import pipeline
+from richhf_jax.weights import init as init_lib
 # pylint: enable=g-import-not-at-top
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a killed job reports.
 
 
-def _restore_or_init(trainer, ckpt, model_config, log_fn) -> int:
-  """Resume order: latest checkpoint in the run, else from scratch.
+def _restore_or_init(trainer, ckpt, model_config, log_fn,
+                     init_from: Sequence[str] = ()) -> int:
+  """Resume order: latest checkpoint in the run, else the init checkpoints
+  (`weights/init.py`) over a fresh initialisation, else from scratch.
 
   Returns:
     The data position (global batches already consumed).
   """
   if ckpt.latest_step() is None:
     trainer.init_state()
-    log_fn(f'initialised from scratch: {trainer.num_params():,} parameters')
+    if init_from:
+      params = init_lib.apply_init_checkpoints(
+          trainer.state.params, init_from, model_config, log_fn)
+      trainer.state = dataclasses.replace(
+          trainer.state, params=jax.device_put(
+              params, trainer.state_shardings.params))
+    else:
+      log_fn(f'initialised from scratch: {trainer.num_params():,} '
+             'parameters')
     return 0
   saved = trainer.restore_state(ckpt)
   checkpoints.check_model_config(saved, model_config, ckpt.directory)
@@ -90,6 +103,7 @@ def train(model_dir: str = gin.REQUIRED,
           data: pipeline.DataConfig = gin.REQUIRED,
           train_config: trainer_lib.TrainConfig = gin.REQUIRED,
           distributed: str = 'auto',
+          init_from: Sequence[str] = (),
           log_fn=trainer_lib.console) -> dict[str, float]:
   """Trains a model in `model_dir`; returns the last logged metrics.
 
@@ -100,6 +114,8 @@ def train(model_dir: str = gin.REQUIRED,
     train_config: the TrainConfig (optimizer, mesh, periods).
     distributed: 'auto', 'on' or 'off' (see
       `partitioning.initialize_distributed`).
+    init_from: 'KIND:PATH' init checkpoints for a new run (ignored when
+      `model_dir` holds a checkpoint); see `richhf_jax.weights.init`.
     log_fn: console output (process 0 only).
 
   Raises:
@@ -124,7 +140,8 @@ def train(model_dir: str = gin.REQUIRED,
         best_mode=train_config.best_mode)
   meta = {'model_config': model_config, 'data': data,
           'train_config': train_config}
-  position = _restore_or_init(trainer, ckpt, model_config, log_fn)
+  position = _restore_or_init(trainer, ckpt, model_config, log_fn,
+                              init_from)
   if main:
     trainer.write_model_info(trainer_lib.model_info_path(model_dir))
   # Resuming at `position` skips raw records of the current epoch only.

@@ -23,7 +23,10 @@ Training streams are deterministic: epoch e is the split's parsed records
 shuffled with a seed derived from (`shuffle_seed`, e) before decoding, so a run
 resumed at `start_step` rebuilds the same stream by skipping only the raw
 records of the current epoch (cheap: skipped records are parsed, not
-decoded), never the batches of earlier epochs.
+decoded), never the batches of earlier epochs. Optional train-time
+augmentation (`DataConfig.augment`) is applied to the training stream only,
+with randomness fixed by (`shuffle_seed`, host, position in the stream), so a
+resumed stream is augmented exactly as the uninterrupted one.
 """
 
 import dataclasses
@@ -62,6 +65,24 @@ class DataConfig:
       decoded examples in memory; later epochs only reshuffle them (same
       order as without the cache). For small data: the cache holds every
       example at model resolution (float32 images).
+    augment: train-time augmentation of the training stream (split
+      'train' with repeat=True; never evaluation or validation data), one of
+      `preprocessors.AUGMENTATIONS`: 'none' (default), 'flip' (horizontal
+      flip with probability 1/2), 'crop' (a square crop of 80-100% of the
+      side at a random place, resized back), 'flip_crop' (both). The image
+      and both heatmaps get the same flip / crop (applied at model and head
+      resolution, in fractions of the side, so they stay aligned); prompts,
+      targets and scores are unchanged. 'flip' swaps left and right, so it
+      contradicts prompts with position words ('a dog on the left of a
+      cat'; RichHF-18K prompts have them) and their misalignment labels:
+      not a safe default. The randomness depends only on `shuffle_seed`, the
+      host and the example's position in the stream (step * host batch +
+      index), so resuming at a step reproduces it.
+    augmented_prompts: the task prompts of the augmented variant, one of
+      `tasks.AUGMENTED_PROMPTS`: 'paper' (`<type> heatmap <prompt>`, ...) or
+      'port' (the PyTorch port's `rahf.PORT_AUGMENTED_TASKS`: `<output>
+      HEATMAP: <type> </output> <prompt>`, ..., the bare prompt for the
+      keyword task), e.g. to fine-tune the port's weights.
   """
   data_dir: str
   vocab_path: str
@@ -72,6 +93,8 @@ class DataConfig:
   source: str = 'tfrecord'
   shuffle_buffer_size: int = tasks.DEFAULT_SHUFFLE_BUFFER
   cache_decoded: bool = False
+  augment: str = 'none'
+  augmented_prompts: str = 'paper'
 
   def __post_init__(self):
     if not os.path.isdir(self.data_dir):
@@ -89,6 +112,11 @@ class DataConfig:
     if self.shuffle_buffer_size < 1:
       raise ValueError('DataConfig.shuffle_buffer_size must be >= 1, got '
                        f'{self.shuffle_buffer_size}')
+    pp.check_augment(self.augment, 'DataConfig.augment')
+    if self.augmented_prompts not in tasks.AUGMENTED_PROMPTS:
+      raise ValueError(
+          f'DataConfig.augmented_prompts={self.augmented_prompts!r}; expected '
+          f'one of {tasks.AUGMENTED_PROMPTS}')
 
 
 SPLITS = ('train', 'validation', 'test')
@@ -131,7 +159,14 @@ def task_name(data: DataConfig, model_config: rahf.RAHFConfig) -> str:
       data_dir=data.data_dir, vocab_path=data.vocab_path,
       image_size=model_config.vit.image_size, heatmap_size=hm[0],
       name_prefix=data.name_prefix, source=data.source,
-      shuffle_buffer_size=data.shuffle_buffer_size)
+      shuffle_buffer_size=data.shuffle_buffer_size,
+      augmented_prompts=data.augmented_prompts)
+  if (_augmented(model_config) and data.augmented_prompts == 'paper'
+      and model_config.encoder_image_tokens == 'cls_and_patches'):
+    logging.warning(
+        "the model has the PyTorch port's wiring but the data uses the "
+        "paper's augmented prompts; set DataConfig.augmented_prompts='port' "
+        "to match the port's weights")
   return names['augmented' if _augmented(model_config) else 'multihead']
 
 
@@ -205,6 +240,9 @@ def get_dataset(data: DataConfig, model_config: rahf.RAHFConfig, split: str,
                 seed: int | None = None, start_step: int = 0):
   """A tf.data of feature-converted batches for this host.
 
+  `data.augment` applies to the training stream only (split 'train' with
+  `repeat`).
+
   Args:
     data: the data config.
     model_config: fixes image and heatmap sizes and the variant.
@@ -261,6 +299,11 @@ def get_dataset(data: DataConfig, model_config: rahf.RAHFConfig, split: str,
       ds = epoch_task.get_dataset(lengths, split=split, shuffle=False,
                                   num_epochs=1, try_in_mem_cache=False)
     ds = converter(ds, lengths)
+    if split == 'train':
+      # Seeds from the host's stream position: example j of step s is at
+      # s * host_batch + j whether or not the stream was resumed.
+      ds = pp.augment(ds, data.augment, seed, start=start_step * host_batch,
+                      salt=index)
   else:
     ds = seqio.get_dataset(
         name, task_feature_lengths=lengths, dataset_split=split,

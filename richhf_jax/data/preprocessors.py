@@ -30,6 +30,10 @@ Bad input fails with an error naming the example's uid (missing field, an
 undecodable image, a heatmap that is not 512x512, a score that is not finite
 in [0, 1], an empty prompt); prompts or targets longer than the sequence
 length are truncated and counted (`truncation_counts`).
+
+`augment` (train-time flip / crop of the image and both heatmaps alike, with
+randomness fixed by the example's stream position) is not a task step:
+`pipeline.get_dataset` applies it to the training stream only.
 """
 
 import collections
@@ -393,3 +397,117 @@ def augmented_inputs(dataset: tf.data.Dataset, sequence_length=None, *,
 
   return dataset.map(fn, num_parallel_calls=tf.data.AUTOTUNE,
                      deterministic=True)
+
+
+# ----------------------------------------------------------------------------
+# Train-time augmentation (off by default; see pipeline.DataConfig.augment).
+# ----------------------------------------------------------------------------
+
+# 'flip': horizontal flip with probability 1/2. 'crop': a square crop of
+# CROP_FRACTION of the side at a random place, resized back. 'flip_crop':
+# both (crop, then flip).
+AUGMENTATIONS = ('none', 'flip', 'crop', 'flip_crop')
+CROP_FRACTION = (0.8, 1.0)
+# The features that move together: the image and both heatmaps.
+SPATIAL_FEATURES = (IMAGE, IMPLAUSIBILITY_HEATMAP, MISALIGNMENT_HEATMAP)
+
+
+def check_augment(mode: str, name: str = 'augment') -> str:
+  if mode not in AUGMENTATIONS:
+    raise ValueError(f'{name}={mode!r}; expected one of {AUGMENTATIONS}')
+  return mode
+
+
+def _resample_axis(x: tf.Tensor, axis: int, start: tf.Tensor,
+                   extent: tf.Tensor) -> tf.Tensor:
+  """Bilinear resampling of [start, start + extent] of one axis to its size.
+
+  The window is in fractions of the side, and output pixel j samples the
+  input at `(start + (j + 0.5) / n * extent) * n - 0.5` (half-pixel centres,
+  as `tf.image.resize`), clamped to the edge pixels. Fractions, not pixels,
+  so the same window lands on the same content at any resolution: an image
+  at S x S and a heatmap at H x H stay aligned.
+
+  Args:
+    x: a tensor of static rank.
+    axis: the axis to resample.
+    start: float32 scalar in [0, 1].
+    extent: float32 scalar in (0, 1 - start].
+
+  Returns:
+    `x` with that axis resampled (same shape).
+  """
+  n = tf.shape(x)[axis]
+  nf = tf.cast(n, tf.float32)
+  src = start * nf + (tf.range(nf) + 0.5) * extent - 0.5
+  src = tf.clip_by_value(src, 0.0, nf - 1.0)
+  lo = tf.floor(src)
+  frac = tf.reshape(src - lo, [-1] + [1] * (x.shape.rank - axis - 1))
+  lo = tf.cast(lo, tf.int32)
+  hi = tf.minimum(lo + 1, n - 1)
+  a = tf.gather(x, lo, axis=axis)
+  b = tf.gather(x, hi, axis=axis)
+  return a + (b - a) * tf.cast(frac, x.dtype)
+
+
+def augment_example(ex: dict[str, tf.Tensor], mode: str,
+                    uniforms: tf.Tensor) -> dict[str, tf.Tensor]:
+  """Applies one random flip / crop to the image and both heatmaps alike.
+
+  Args:
+    ex: features with `image` [S, S, 3] and the heatmaps [H, H] (other
+      features pass through unchanged).
+    mode: one of `AUGMENTATIONS`.
+    uniforms: float32 [4] in [0, 1): flip coin, crop side, crop top, crop
+      left.
+
+  Returns:
+    The augmented features.
+  """
+  check_augment(mode)
+  out = dict(ex)
+  if mode == 'none':
+    return out
+  flip = uniforms[0] < 0.5
+  lo, hi = CROP_FRACTION
+  side = lo + (hi - lo) * uniforms[1]
+  top, left = (1.0 - side) * uniforms[2], (1.0 - side) * uniforms[3]
+  for key in SPATIAL_FEATURES:
+    x = ex[key]
+    if mode in ('crop', 'flip_crop'):
+      x = _resample_axis(_resample_axis(x, 0, top, side), 1, left, side)
+    if mode in ('flip', 'flip_crop'):
+      x = tf.cond(flip, lambda x=x: tf.reverse(x, [1]), lambda x=x: x)
+    out[key] = tf.ensure_shape(x, ex[key].shape)
+  return out
+
+
+def augment(dataset: tf.data.Dataset, mode: str, seed: int, *,
+            start: int = 0, salt: int = 0) -> tf.data.Dataset:
+  """Augments each example with randomness fixed by its stream position.
+
+  Example k of the dataset (position `start + k`) draws its flip and crop
+  from a stateless seed derived from (`seed`, `salt`, position) only, so a
+  stream rebuilt from a later position (a resumed run) augments every
+  example exactly as the uninterrupted stream did.
+
+  Args:
+    dataset: features with `SPATIAL_FEATURES`.
+    mode: one of `AUGMENTATIONS` ('none' returns `dataset` unchanged).
+    seed: the stream's seed (the training shuffle seed).
+    start: the position of the dataset's first example in the stream.
+    salt: folded into the seed (e.g. the host index, so hosts differ).
+
+  Returns:
+    The augmented dataset.
+  """
+  if check_augment(mode) == 'none':
+    return dataset
+  base = tf.constant([seed, salt], tf.int64)
+
+  def fn(position, ex):
+    key = tf.random.experimental.stateless_fold_in(base, position)
+    return augment_example(ex, mode, tf.random.stateless_uniform([4], key))
+
+  return dataset.enumerate(start).map(
+      fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

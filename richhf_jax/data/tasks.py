@@ -35,7 +35,11 @@ as `richhf_pretrain_mixture`.
       dataset_split='train', shuffle=True, seed=0, batch_size=8,
       feature_converter=tasks.feature_converter())
 
-Tasks are deterministic; shuffling is left to `seqio.get_dataset`.
+Tasks are deterministic; shuffling is left to `seqio.get_dataset`. No task
+augments its examples: the optional train-time flip / crop
+(`preprocessors.augment`) is applied by `pipeline.get_dataset` to the training
+stream alone, with seeds from the stream position (resumable), so evaluation
+through these tasks never sees it.
 """
 
 import functools
@@ -51,6 +55,7 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 from richhf_jax.data import preprocessors as pp
 from richhf_jax.data import release
 from richhf_jax.data import seqio_metrics
+from richhf_jax.models import rahf
 # pylint: enable=g-import-not-at-top
 
 SPLIT_FILES = {'train': 'train', 'validation': 'dev', 'test': 'test'}
@@ -59,6 +64,11 @@ SOURCES = ('tfrecord', 'tfds')
 TFDS_NAME = 'richhf18k:1.0.0'
 PRETRAIN_MIXTURE = 'richhf_pretrain_mixture'
 DEFAULT_SHUFFLE_BUFFER = 1000
+# Task prompt strings of the augmented variant: 'paper' =
+# `release.AUGMENTED_PREFIXES` (`<type> heatmap <prompt>`, ...), 'port' = the
+# PyTorch port's `rahf.PORT_AUGMENTED_TASKS` (`<output> HEATMAP: <type>
+# </output> <prompt>`, ..., the bare prompt for the keyword slot).
+AUGMENTED_PROMPTS = ('paper', 'port')
 
 # Passthrough (non-token) features: name -> (dtype, rank).
 MULTIHEAD_PASSTHROUGH = {
@@ -146,6 +156,28 @@ def richhf_source(data_dir: str, source: str = 'tfrecord',
   raise ValueError(f'source={source!r}; expected one of {SOURCES}')
 
 
+def augmented_prefixes(style: str = 'paper') -> list[str]:
+  """The K task prefixes of a prompt style, in `pp.AUGMENTED_OUTPUTS` order.
+
+  Args:
+    style: one of `AUGMENTED_PROMPTS`.
+
+  Returns:
+    One prefix per task ('' = the bare prompt).
+
+  Raises:
+    ValueError: unknown style.
+  """
+  if style == 'paper':
+    table = release.AUGMENTED_PREFIXES
+  elif style == 'port':
+    table = dict(rahf.PORT_AUGMENTED_TASKS)
+  else:
+    raise ValueError(f'augmented_prompts={style!r}; expected one of '
+                     f'{AUGMENTED_PROMPTS}')
+  return [table[k] for k in pp.AUGMENTED_OUTPUTS]
+
+
 def _augmented_step(vocab: seqio.Vocabulary, prefixes: Sequence[str]):
   ids = tuple(tuple(vocab.encode(p)) if p else () for p in prefixes)
   return functools.partial(pp.augmented_inputs, prefix_ids=ids)
@@ -155,7 +187,8 @@ def register_tasks(data_dir: str, vocab_path: str, image_size: int,
                    heatmap_size: int, name_prefix: str = 'richhf18k',
                    *, augmented: bool = True, source: str = 'tfrecord',
                    shuffle_buffer_size: int = DEFAULT_SHUFFLE_BUFFER,
-                   tfds_name: str = TFDS_NAME) -> dict[str, str]:
+                   tfds_name: str = TFDS_NAME,
+                   augmented_prompts: str = 'paper') -> dict[str, str]:
   """Registers (or re-registers) the RichHF-18K seqio tasks.
 
   Args:
@@ -168,13 +201,17 @@ def register_tasks(data_dir: str, vocab_path: str, image_size: int,
     source: 'tfrecord' (joined shards) or 'tfds' (`richhf18k` dataset).
     shuffle_buffer_size: examples in seqio's shuffle buffer.
     tfds_name: the TFDS `name:version` (source 'tfds').
+    augmented_prompts: task prompt style of the augmented task, one of
+      `AUGMENTED_PROMPTS`.
 
   Returns:
     {'multihead': name, 'augmented': name (if registered)}.
 
   Raises:
     FileNotFoundError: if `vocab_path` or the data do not exist.
+    ValueError: unknown `augmented_prompts`.
   """
+  prefixes = augmented_prefixes(augmented_prompts)
   vocab = load_vocab(vocab_path)
   src = richhf_source(data_dir, source, tfds_name)
   features = functools.partial(pp.rahf_features, image_size=image_size,
@@ -191,7 +228,6 @@ def register_tasks(data_dir: str, vocab_path: str, image_size: int,
       output_features=output_features(vocab), **common))
   if augmented:
     names['augmented'] = f'{name_prefix}_augmented'
-    prefixes = [release.AUGMENTED_PREFIXES[k] for k in pp.AUGMENTED_OUTPUTS]
     _add(names['augmented'], seqio.Task(
         names['augmented'],
         preprocessors=[features, seqio.preprocessors.tokenize,
