@@ -24,6 +24,10 @@ from absl.testing import absltest
 import numpy as np
 from PIL import Image
 
+import gin
+
+from richhf_jax import gin_utils
+from richhf_jax import infer
 from richhf_jax import predict
 from richhf_jax import test_utils
 from richhf_jax.data import release
@@ -208,6 +212,28 @@ class PredictCliTest(absltest.TestCase):
                             os.path.join(self.tmp, 'x.jsonl'))
     self.assertEqual(rc, 1)
     self.assertIn('/nonexistent.csv', err)
+
+  def test_infer_gin_run(self):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out_dir = os.path.join(self.tmp, 'infer')
+    bindings = [f"CHECKPOINT_PATH = '{self.export}'",
+                f"INFER_OUTPUT_DIR = '{out_dir}'",
+                f"INFER_INPUT_DIR = '{self.images}'",
+                "INFER_PROMPT = 'a red circle'", 'INFER_BATCH_SIZE = 2']
+    try:
+      gin_utils.parse_gin(['gin/runs/infer.gin'], bindings, [root])
+      with contextlib.redirect_stderr(io.StringIO()):
+        rc = infer.infer()
+      lines = self._lines(os.path.join(out_dir, 'predictions.jsonl'))
+      self.assertEqual(rc, 0)
+      self.assertEqual(len(lines), len(self.names))
+      self.assertEqual({l['prompt'] for l in lines}, {'a red circle'})
+      gin.clear_config()
+      gin_utils.parse_gin(['gin/runs/infer.gin'], bindings[:2], [root])
+      with self.assertRaisesRegex(ValueError, 'exactly one of'):
+        infer.infer()
+    finally:
+      gin.clear_config()
 
 
 if __name__ == '__main__':
