@@ -47,6 +47,18 @@ scales `[C, 1, 1]` in the port reshape to `[C]`.
 
 Dtype policy: params float32; convs run in `config.dtype`; norms, the
 1-channel `out_conv` (the logits) and the sigmoid run in float32.
+
+The `efficient` preset keeps this op structure (and parameter naming) but
+stops the transposed-conv upsampling at a quarter of the output resolution,
+with fewer channels at high resolution, and resizes the logits bilinearly by
+`bilinear_upsample = 4`. The ground-truth maps are averages of discs of
+radius 1/20 of the image height, so they hold little detail above that
+scale: at a 24x24 feature grid it predicts at 96x96 (a disc radius of ~5
+pixels there). XLA counts 23 GFLOP per head and example against `port`'s
+681 (30x), and 593 against 1908 GFLOP for the whole paper-configuration
+forward pass (3.2x); resampling the ground truth through 96x96 keeps a CC
+of 0.99 at 384x384 (`benchmarks/head_flops.py`,
+`benchmarks/heatmap_ceiling.py`).
 """
 
 import dataclasses
@@ -89,6 +101,12 @@ class HeatmapHeadConfig:
     use_bias: whether convs have biases.
     output_size: optional (H, W); when set, the logits are resized
       bilinearly to it before the sigmoid (see `HeatmapHead`).
+    bilinear_upsample: integer factor of a bilinear resize of the logits
+      after the last conv, when `output_size` is not set (1 = none). Counts
+      in `upsample_factor`, so the output size still follows the grid.
+    remat: rematerialize each upsampling block in the backward pass: its
+      high-resolution activations are recomputed instead of stored (only the
+      block inputs are kept). Same parameters and outputs.
     dtype: activation dtype of the convs.
   """
   conv_channels: tuple[int, ...] = (768, 384)
@@ -104,6 +122,8 @@ class HeatmapHeadConfig:
   activation: str = 'relu'
   use_bias: bool = True
   output_size: tuple[int, int] | None = None
+  bilinear_upsample: int = 1
+  remat: bool = False
   dtype: Any = jnp.float32
 
   def __post_init__(self):
@@ -129,12 +149,24 @@ class HeatmapHeadConfig:
       if len(self.output_size) != 2:
         raise ValueError(
             f'output_size must be (H, W), got {self.output_size!r}')
+    if (not isinstance(self.bilinear_upsample, int)
+        or isinstance(self.bilinear_upsample, bool)
+        or self.bilinear_upsample < 1):
+      raise ValueError('bilinear_upsample must be a positive int, got '
+                       f'{self.bilinear_upsample!r}')
+    if not isinstance(self.remat, bool):
+      raise ValueError(f'remat must be a bool, got {self.remat!r}')
     if not jnp.issubdtype(jnp.dtype(self.dtype), jnp.floating):
       raise ValueError(f'dtype must be a floating dtype, got {self.dtype!r}')
 
   @property
   def upsample_factor(self) -> int:
     """Height/width ratio of the output to the input (before output_size)."""
+    return 2 ** len(self.upsample_channels) * self.bilinear_upsample
+
+  @property
+  def conv_resolution_factor(self) -> int:
+    """Ratio of the last conv's resolution to the input's."""
     return 2 ** len(self.upsample_channels)
 
 
@@ -146,6 +178,14 @@ HEATMAP_HEAD_PRESETS: dict[str, HeatmapHeadConfig] = {
         conv_channels=(32, 16),
         upsample_channels=(32, 16),
         final_channels=(16,)),
+    # `port`'s structure at the low-resolution end; two upsampling blocks
+    # with 256 and 128 channels (port: four, up to 768), then a 4x bilinear
+    # resize of the logits. Same output size as `port` for the same grid.
+    'efficient': HeatmapHeadConfig(
+        conv_channels=(768, 384),
+        upsample_channels=(256, 128),
+        final_channels=(64,),
+        bilinear_upsample=4),
 }
 
 
@@ -168,8 +208,9 @@ def get_heatmap_head_config(name: str, **overrides) -> HeatmapHeadConfig:
 class HeatmapHead(nn.Module):
   """Feature map -> heatmap in [0, 1] (see the module docstring).
 
-  With `config.output_size` set, the 1-channel float32 logits are resized
-  with `jax.image.resize(..., 'bilinear')` (half-pixel centres: equal to
+  With `config.output_size` set (or else `config.bilinear_upsample` > 1),
+  the 1-channel float32 logits are resized with
+  `jax.image.resize(..., 'bilinear')` (half-pixel centres: equal to
   PyTorch `F.interpolate(..., align_corners=False)` when upsampling; when
   downsampling JAX antialiases and PyTorch does not) and the sigmoid comes
   after. Logits rather than probabilities are resized so that the sigmoid
@@ -216,7 +257,8 @@ class HeatmapHead(nn.Module):
 
     Returns:
       [B, H, W] float32 in [0, 1] (or logits), with (H, W) =
-      `config.output_size` if set, else (h, w) * `config.upsample_factor`.
+      `config.output_size` if set, else (h, w) * `config.upsample_factor`
+      (which includes `config.bilinear_upsample`).
 
     Raises:
       ValueError: `feature_map` is not 4-D.
@@ -234,8 +276,9 @@ class HeatmapHead(nn.Module):
                            f'norm_{i}')
 
     # Each block: [B, h', w', C] -> [B, 2h', 2w', upsample_channels[i]].
+    block_cls = nn.remat(_UpsampleBlock) if cfg.remat else _UpsampleBlock
     for i, features in enumerate(cfg.upsample_channels):
-      x = _UpsampleBlock(cfg, features, name=f'upsample_{i}')(x)
+      x = block_cls(cfg, features, name=f'upsample_{i}')(x)
 
     # [B, H, W, C] -> [B, H, W, final_channels[-1]]
     for i, features in enumerate(cfg.final_channels):
@@ -246,10 +289,12 @@ class HeatmapHead(nn.Module):
     out_conv = conv_layers.conv2d(1, cfg.kernel_size, 1, cfg.use_bias,
                                   jnp.float32, 'out_conv')
     logits = out_conv(x)[..., 0]
-    if cfg.output_size is not None:
-      batch = logits.shape[0]
-      logits = jax.image.resize(
-          logits, (batch, *cfg.output_size), method='bilinear')
+    batch, h, w = logits.shape
+    size = cfg.output_size
+    if size is None and cfg.bilinear_upsample > 1:
+      size = (h * cfg.bilinear_upsample, w * cfg.bilinear_upsample)
+    if size is not None and tuple(size) != (h, w):
+      logits = jax.image.resize(logits, (batch, *size), method='bilinear')
     if return_logits:
       return nn.with_logical_constraint(logits, ('batch', 'height', 'width'))
     heatmap = jax.nn.sigmoid(logits)

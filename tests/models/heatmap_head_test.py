@@ -18,6 +18,8 @@ The port checks run a float64 numpy re-statement of the PyTorch port's
 parameters, converted with the layouts documented in `conv_layers`.
 """
 
+import functools
+
 from absl.testing import absltest
 from absl.testing import parameterized
 import flax.linen as nn
@@ -162,6 +164,25 @@ def _random_params(module, x, seed=1):
   return jax.tree_util.tree_map_with_path(make, abstract['params'])
 
 
+def _conv_macs(config, grid, channels):
+  """Multiply-adds of a head's convs on a [grid, grid, channels] input.
+
+  Each conv costs output pixels x k*k x in x out (a transposed conv counted
+  at its output resolution, an upper bound of its true cost).
+  """
+  k2 = config.kernel_size ** 2
+  side, c, macs = grid, channels, 0
+  for out in config.conv_channels:
+    macs, c = macs + side * side * k2 * c * out, out
+  for out in config.upsample_channels:
+    side *= 2
+    residual = 2 * side * side * k2 * out * out if config.residual else 0
+    macs, c = macs + side * side * k2 * c * out + residual, out
+  for out in config.final_channels + (1,):
+    macs, c = macs + side * side * k2 * c * out, out
+  return macs
+
+
 def _count(tree):
   return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(tree))
 
@@ -298,6 +319,64 @@ class HeatmapHeadTest(parameterized.TestCase):
         jax.image.resize(logits, (2, 10, 6), method='bilinear'))
     np.testing.assert_allclose(big, want, atol=1e-5)
 
+  def test_bilinear_upsample_resizes_logits_by_factor(self):
+    base = heatmap_head.get_heatmap_head_config('tiny')
+    scaled = heatmap_head.get_heatmap_head_config('tiny',
+                                                  bilinear_upsample=3)
+    self.assertEqual(scaled.upsample_factor, 12)
+    self.assertEqual(scaled.conv_resolution_factor, 4)
+    x = _normal((2, 2, 3, 8))
+    params = {'params': _random_params(heatmap_head.HeatmapHead(base), x)}
+    logits = jax.jit(functools.partial(
+        heatmap_head.HeatmapHead(base).apply, return_logits=True))(params, x)
+    big = jax.jit(heatmap_head.HeatmapHead(scaled).apply)(params, x)
+    self.assertEqual(big.shape, (2, 24, 36))
+    want = jax.nn.sigmoid(
+        jax.image.resize(logits, (2, 24, 36), method='bilinear'))
+    np.testing.assert_allclose(big, want, atol=1e-6)
+    # output_size wins over the factor.
+    fixed = heatmap_head.get_heatmap_head_config(
+        'tiny', bilinear_upsample=3, output_size=(10, 6))
+    out = jax.eval_shape(heatmap_head.HeatmapHead(fixed).apply, params, x)
+    self.assertEqual(out.shape, (2, 10, 6))
+
+  def test_remat_keeps_params_and_outputs(self):
+    config = _small_port_config()
+    remat = _small_port_config(remat=True)
+    x = _normal((2, 2, 2, 5))
+    head, head_remat = (heatmap_head.HeatmapHead(config),
+                        heatmap_head.HeatmapHead(remat))
+    params = _random_params(head, x)
+    abstract = jax.eval_shape(head_remat.init, jax.random.key(0), x)
+    self.assertEqual(
+        jax.tree.map(lambda a: a.shape, nn.unbox(abstract)['params']),
+        jax.tree.map(lambda a: a.shape, params))
+    target = jnp.asarray(np.random.default_rng(3).uniform(size=(2, 32, 32)))
+
+    def loss(module, p):
+      return jnp.mean(jnp.square(module.apply({'params': p}, x) - target))
+
+    grads = jax.jit(jax.grad(functools.partial(loss, head)))(params)
+    grads_remat = jax.jit(jax.grad(functools.partial(loss, head_remat)))(
+        params)
+    for g, gr in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_remat)):
+      np.testing.assert_allclose(gr, g, rtol=1e-4, atol=1e-6)
+
+  def test_efficient_preset_shape_and_cost(self):
+    port = heatmap_head.get_heatmap_head_config('port')
+    efficient = heatmap_head.get_heatmap_head_config('efficient')
+    self.assertEqual(efficient.upsample_factor, port.upsample_factor)
+    self.assertEqual(efficient.conv_resolution_factor, 4)
+    x = jax.ShapeDtypeStruct((1, 24, 24, 768), jnp.float32)
+    costs = {}
+    for name, config in (('port', port), ('efficient', efficient)):
+      head = heatmap_head.HeatmapHead(config)
+      variables = jax.eval_shape(head.init, jax.random.key(0), x)
+      out = jax.eval_shape(head.apply, variables, x)
+      self.assertEqual(out.shape, (1, 384, 384), name)
+      costs[name] = _conv_macs(config, 24, 768)
+    self.assertGreater(costs['port'], 10 * costs['efficient'])
+
   def test_gradients_reach_every_param(self):
     head = heatmap_head.HeatmapHead(
         heatmap_head.get_heatmap_head_config('tiny'))
@@ -329,7 +408,8 @@ class HeatmapHeadTest(parameterized.TestCase):
 
   def test_config_validation(self):
     with self.assertRaisesRegex(ValueError, r"unknown heatmap head preset "
-                                r"'huge'; valid names: \['port', 'tiny'\]"):
+                                r"'huge'; valid names: \['efficient', 'port', "
+                                r"'tiny'\]"):
       heatmap_head.get_heatmap_head_config('huge')
     with self.assertRaisesRegex(ValueError, r"norm_type must be one of "
                                 r"\['channel_rms', 'layer', 'none'\]"):
@@ -342,6 +422,11 @@ class HeatmapHeadTest(parameterized.TestCase):
       heatmap_head.get_heatmap_head_config('tiny', output_size=(4, 4, 4))
     with self.assertRaisesRegex(ValueError, 'upsample_order'):
       heatmap_head.get_heatmap_head_config('tiny', upsample_order='act_act')
+    with self.assertRaisesRegex(ValueError, 'bilinear_upsample must be a '
+                                'positive int, got 0'):
+      heatmap_head.get_heatmap_head_config('tiny', bilinear_upsample=0)
+    with self.assertRaisesRegex(ValueError, 'remat must be a bool'):
+      heatmap_head.get_heatmap_head_config('tiny', remat='yes')
 
   def test_rejects_non_4d_input(self):
     head = heatmap_head.HeatmapHead(

@@ -1,0 +1,246 @@
+# Copyright 2026 The richhf_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Port-shaped vs efficient-shaped heatmap head, trained the same way.
+
+A tiny RAHF (64 px images, 8x8 patch grid, tiny ViT and T5) is trained twice
+on the same synthetic examples, in the same order, with the same optimizer
+(`richhf_jax.trainer.Trainer`: clip + AdamW, cosine schedule) and seed; only
+the heatmap head differs. Both heads output 128x128 heatmaps, 16x the grid,
+the paper configuration's geometry (24x24 grid -> 384x384):
+
+  port       the `port` op structure with 1/8 of its channels: four
+             transposed-conv blocks (96, 48, 48, 24) up to 128x128;
+  efficient  the `efficient` structure with 1/8 of its channels: two blocks
+             (32, 16) up to 32x32, then a 4x bilinear resize of the logits.
+
+It prints the test-set heatmap metrics of both (CC, KLD, SIM, NSS, AUC-Judd,
+MSE, per heatmap type) side by side with the relative difference, then one
+JSON line per head.
+
+Data: `richhf_jax.data.synthetic.make_example` in process (images resized
+to 64 px, 512x512 maps resized to 128x128 with antialiasing); prompts and
+marked targets are tokenized by a word-level vocabulary of the generated
+prompts (the text only feeds the fusion encoder and the keyword loss).
+
+  python benchmarks/heatmap_head_ablation.py [--num_train 512]
+      [--num_test 128] [--steps 400] [--batch_size 16]
+"""
+
+import argparse
+import io
+import json
+import os
+import sys
+import time
+
+if __package__ in (None, ''):
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+      __file__))))
+
+# pylint: disable=g-import-not-at-top
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from benchmarks import common
+from richhf_jax import metrics
+from richhf_jax import model as model_lib
+from richhf_jax import trainer as trainer_lib
+from richhf_jax.data import release
+from richhf_jax.data import synthetic
+from richhf_jax.models import config as config_lib
+from richhf_jax.models import heatmap_head
+from richhf_jax.models import rahf
+from richhf_jax.models import score_head
+# pylint: enable=g-import-not-at-top
+
+IMAGE_SIZE = 64
+HEATMAP_SIZE = 128
+INPUT_LENGTH = 24
+TARGET_LENGTH = 24
+VOCAB_SIZE = 512
+METRICS = ('cc', 'kld', 'sim', 'nss', 'auc_judd', 'mse_all')
+# Lower is better for these; higher for the others.
+LOWER_IS_BETTER = ('kld', 'mse_all')
+
+HEADS = {
+    'port': heatmap_head.get_heatmap_head_config(
+        'port', conv_channels=(96, 48), upsample_channels=(96, 48, 48, 24),
+        final_channels=(24,)),
+    'efficient': heatmap_head.get_heatmap_head_config(
+        'efficient', conv_channels=(96, 48), upsample_channels=(32, 16),
+        final_channels=(8,)),
+}
+
+
+def model_config(head: str) -> rahf.RAHFConfig:
+  """The tiny RAHF with heatmap head `head` (a key of HEADS)."""
+  return rahf.RAHFConfig(
+      vit=config_lib.vit_config('tiny', image_size=IMAGE_SIZE, patch_size=8),
+      t5=config_lib.t5_config('tiny', vocab_size=VOCAB_SIZE),
+      heatmap_head=HEADS[head],
+      score_head=score_head.get_score_head_config('tiny'),
+      heatmap_loss='bce')
+
+
+class WordVocab:
+  """Word -> id (0 pad, 1 EOS, 2 unknown), ids past the size map to 2."""
+
+  def __init__(self, texts):
+    words = sorted({w for t in texts for w in t.split()})
+    self.ids = {w: i + 3 for i, w in enumerate(words)
+                if i + 3 < VOCAB_SIZE}
+
+  def encode(self, text: str, length: int) -> np.ndarray:
+    ids = [self.ids.get(w, 2) for w in text.split()][:length - 1] + [1]
+    return np.asarray(ids + [0] * (length - len(ids)), np.int32)
+
+
+def make_data(num: int, split: str, seed: int) -> dict[str, np.ndarray]:
+  """Synthetic examples as arrays (texts kept as lists)."""
+  images, imp, mis, scores, prompts, targets = [], [], [], [], [], []
+  for i in range(num):
+    rng = np.random.default_rng([seed, synthetic.SPLITS.index(split), i])
+    ex, _ = synthetic.make_example(rng, split)
+    img = Image.open(io.BytesIO(ex.jpeg)).convert('RGB').resize(
+        (IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
+    images.append(np.asarray(img, np.float32) / 127.5 - 1.0)
+    imp.append(ex.artifact_map)
+    mis.append(ex.misalignment_map)
+    scores.append([ex.scores[k] for k in release.SCORE_FIELDS])
+    words = release.prompt_words(ex.prompt)
+    prompts.append(' '.join(words))
+    targets.append(release.marked_target(words, ex.labels))
+  maps = np.stack(imp + mis).astype(np.float32) / 255.0
+  maps = np.clip(np.asarray(jax.image.resize(
+      maps, (maps.shape[0], HEATMAP_SIZE, HEATMAP_SIZE), 'linear',
+      antialias=True)), 0.0, 1.0)
+  return dict(image=np.stack(images), implausibility_heatmap=maps[:num],
+              misalignment_heatmap=maps[num:],
+              scores=np.asarray(scores, np.float32), prompts=prompts,
+              targets=targets)
+
+
+def tokenize(data: dict, vocab: WordVocab) -> dict[str, np.ndarray]:
+  """The model's batch keys (teacher-forced decoder inputs shifted right)."""
+  enc = np.stack([vocab.encode(p, INPUT_LENGTH) for p in data['prompts']])
+  tgt = np.stack([vocab.encode(t, TARGET_LENGTH) for t in data['targets']])
+  dec_in = np.concatenate([np.zeros_like(tgt[:, :1]), tgt[:, :-1]], axis=1)
+  out = {k: v for k, v in data.items() if k not in ('prompts', 'targets')}
+  out.update(encoder_input_tokens=enc, decoder_input_tokens=dec_in,
+             decoder_target_tokens=tgt,
+             decoder_loss_weights=(tgt > 0).astype(np.float32))
+  return out
+
+
+def train_and_eval(head: str, train: dict, test: dict,
+                   args: argparse.Namespace) -> dict:
+  """Trains one model; returns its test heatmap metrics and timings."""
+  config = model_config(head)
+  model = model_lib.RAHFModel(config)
+  tc = trainer_lib.TrainConfig(
+      num_steps=args.steps, batch_size=args.batch_size,
+      learning_rate=args.learning_rate, warmup_steps=max(args.steps // 10, 1),
+      seed=args.seed, log_every=max(args.steps // 4, 1))
+  trainer = trainer_lib.Trainer(model, tc, INPUT_LENGTH, TARGET_LENGTH)
+  trainer.init_state()
+  n = train['image'].shape[0]
+  order = np.random.default_rng(args.seed).permutation(
+      np.arange(args.steps * args.batch_size) % n)
+
+  def batches():
+    for s in range(args.steps):
+      idx = order[s * args.batch_size:(s + 1) * args.batch_size]
+      yield {k: v[idx] for k, v in train.items()}
+
+  t0 = time.perf_counter()
+  last = trainer.train(batches(), log_fn=common.log)
+  train_sec = time.perf_counter() - t0
+  predict = jax.jit(lambda p, img, tok: model.module.apply(
+      {'params': p}, img, tok))
+  preds = {k: [] for k in rahf.HEATMAP_TYPES}
+  for s in range(0, test['image'].shape[0], args.batch_size):
+    out = predict(trainer.state.params,
+                  jnp.asarray(test['image'][s:s + args.batch_size]),
+                  jnp.asarray(test['encoder_input_tokens'][
+                      s:s + args.batch_size]))
+    for k in rahf.HEATMAP_TYPES:
+      preds[k].append(np.asarray(out[f'{k}_heatmap']))
+  hc = HEADS[head]
+  row = dict(benchmark='heatmap_head_ablation', head=head,
+             conv_channels=hc.conv_channels,
+             upsample_channels=hc.upsample_channels,
+             final_channels=hc.final_channels,
+             bilinear_upsample=hc.bilinear_upsample,
+             steps=args.steps, batch_size=args.batch_size,
+             num_train=n, num_test=int(test['image'].shape[0]),
+             train_sec=round(train_sec, 1),
+             final_train_loss=round(last.get('loss/total', float('nan')), 4))
+  for k in rahf.HEATMAP_TYPES:
+    m = metrics.heatmap_metrics(np.concatenate(preds[k]),
+                                test[f'{k}_heatmap'])
+    row.update({f'{k}/{name}': round(m[name], 5) for name in METRICS})
+  return row
+
+
+def relative_gap(port: float, efficient: float, name: str) -> float:
+  """Efficient's shortfall vs port as a fraction (positive = worse)."""
+  if not port:
+    return float('nan')
+  gap = (efficient - port) / abs(port)
+  return gap if name in LOWER_IS_BETTER else -gap
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('--num_train', type=int, default=512)
+  parser.add_argument('--num_test', type=int, default=128)
+  parser.add_argument('--steps', type=int, default=400)
+  parser.add_argument('--batch_size', type=int, default=16)
+  parser.add_argument('--learning_rate', type=float, default=2e-3)
+  parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--heads', type=common.csv_list(str),
+                      default=list(HEADS))
+  args = parser.parse_args(argv)
+  for name in ('num_train', 'num_test', 'steps', 'batch_size'):
+    if getattr(args, name) < 1:
+      parser.error(f'--{name} must be >= 1, got {getattr(args, name)}')
+  for h in args.heads:
+    if h not in HEADS:
+      parser.error(f'--heads {h!r}: expected some of {list(HEADS)}')
+  t0 = time.perf_counter()
+  train_raw = make_data(args.num_train, 'train', args.seed)
+  test_raw = make_data(args.num_test, 'test', args.seed)
+  vocab = WordVocab(train_raw['prompts'] + train_raw['targets'])
+  train, test = tokenize(train_raw, vocab), tokenize(test_raw, vocab)
+  common.log(f'data ready in {time.perf_counter() - t0:.1f}s')
+  rows = [train_and_eval(h, train, test, args) for h in args.heads]
+  keys = [f'{k}/{m}' for k in rahf.HEATMAP_TYPES for m in METRICS]
+  print(f"{'metric':>26} " + ' '.join(f"{r['head']:>10}" for r in rows) +
+        ('   eff. gap' if len(rows) == 2 else ''))
+  for key in keys:
+    line = f'{key:>26} ' + ' '.join(f'{r[key]:>10.4f}' for r in rows)
+    if len(rows) == 2:
+      gap = relative_gap(rows[0][key], rows[1][key], key.split('/')[1])
+      line += f'  {100 * gap:+8.2f}%'
+    print(line)
+  for r in rows:
+    r.update(common.machine_info())
+    print(json.dumps(r, sort_keys=True))
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

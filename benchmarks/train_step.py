@@ -1,0 +1,121 @@
+# Copyright 2026 The richhf_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Train-step throughput and memory of RAHF (the trainer's real step).
+
+Builds `richhf_jax.trainer.Trainer` (gradient clip + AdamW, state donated)
+with random parameters placed on the trainer's state shardings, compiles its
+step ahead of time on a random batch, then times --steps steps after
+--warmup.
+FLOPs are XLA's count for the whole step (forward, backward, optimizer).
+
+  python benchmarks/train_step.py --config small --batch 1,2 \
+      [--variant multihead,augmented] [--steps 3] [--remat] [--dtype float32]
+
+See `benchmarks/common.py` for the configurations and the reported fields.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+if __package__ in (None, ''):
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+      __file__))))
+
+# pylint: disable=g-import-not-at-top
+import jax
+import jax.numpy as jnp
+
+from benchmarks import common
+from richhf_jax import model as model_lib
+from richhf_jax import trainer as trainer_lib
+# pylint: enable=g-import-not-at-top
+
+COLUMNS = ('config', 'variant', 'batch', 'remat', 'dtype', 'examples_per_sec',
+           'sec_per_call', 'compile_sec', 'gflop_per_example',
+           'achieved_gflops', 'fraction_of_peak', 'peak_memory_gib')
+
+
+def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
+             peak_gflops: float) -> dict:
+  """Compiles and times the train step of one case."""
+  config = common.model_config(name, variant, args.dtype, args.remat,
+                               args.heatmap_head)
+  input_length, target_length = common.lengths(args, name)
+  model = model_lib.RAHFModel(config)
+  train_config = trainer_lib.TrainConfig(
+      num_steps=args.warmup + args.steps + 1, batch_size=batch,
+      warmup_steps=1, log_every=1)
+  trainer = trainer_lib.Trainer(model, train_config, input_length,
+                                target_length)
+  t0 = time.perf_counter()
+  # The trainer's state layout and shardings, with host-drawn parameters
+  # (see `common.init_params`) instead of its jitted init.
+  _, trainer.state_shardings = trainer.abstract_state()
+  params = jax.device_put(
+      common.init_params(model, input_length, target_length),
+      trainer.state_shardings.params)
+  trainer.state = trainer_lib.TrainState(
+      step=jax.device_put(jnp.zeros((), jnp.int32),
+                          trainer.state_shardings.step),
+      params=params,
+      opt_state=jax.jit(trainer.tx.init,
+                        out_shardings=trainer.state_shardings.opt_state)(
+                            params))
+  jax.block_until_ready(trainer.state)
+  init_sec = time.perf_counter() - t0
+  host_batch = common.test_utils.fake_batch(config, batch, input_length,
+                                            target_length)
+  global_batch = trainer.put_batch(host_batch)
+  compile_sec = trainer.compile(
+      {k: jax.ShapeDtypeStruct(v.shape, v.dtype)
+       for k, v in global_batch.items()})
+  # The trainer keeps the compiled step; its cost analysis is the FLOPs.
+  flops = common.cost_flops(getattr(trainer, '_compiled_step', None))
+  times = common.time_calls(lambda: trainer.step(global_batch)['loss/total'],
+                            args.steps, args.warmup)
+  row = dict(benchmark='train_step', config=name, variant=variant,
+             batch=batch, remat=args.remat, dtype=args.dtype,
+             heatmap_head=args.heatmap_head if name != 'tiny' else 'tiny',
+             input_length=input_length, target_length=target_length,
+             heatmap_size=list(config.heatmap_size),
+             num_params=trainer.num_params(), init_sec=round(init_sec, 2),
+             compile_sec=round(compile_sec, 2),
+             matmul_peak_gflops=round(peak_gflops, 1))
+  row.update(common.summarize(times, batch, flops, peak_gflops))
+  row.update(common.machine_info())
+  return row
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  common.add_model_flags(parser)
+  parser.add_argument('--remat', action='store_true',
+                      help='rematerialize ViT blocks, T5 layers and heatmap '
+                      'upsampling blocks')
+  args = parser.parse_args(argv)
+  common.check_model_flags(parser, args)
+  peak = common.matmul_peak(args.dtype, args.matmul_size or None)
+  common.log(f'matmul peak: {peak:.1f} GFLOP/s ({args.dtype})')
+  rows = []
+  for name, variant, batch in common.cases(args):
+    common.log(f'train step: {name} {variant} batch {batch}')
+    rows.append(run_case(name, variant, batch, args, peak))
+  common.print_report(rows, COLUMNS)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,188 @@
+# Copyright 2026 The richhf_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Smoke tests of benchmarks/: each script runs one tiny case.
+
+Each model benchmark's `main` runs in process on the tiny config (so the
+suite's compile cache applies) and must print one valid JSON line per case
+with the fields the README table reads. No timing is checked.
+"""
+
+import contextlib
+import io
+import json
+
+from absl.testing import absltest
+import numpy as np
+
+from benchmarks import common
+from benchmarks import decoding
+from benchmarks import full_inference
+from benchmarks import head_flops
+from benchmarks import heatmap_ceiling
+from benchmarks import heatmap_head_ablation
+from benchmarks import inference
+from benchmarks import run_all
+from benchmarks import train_step
+from richhf_jax.data import synthetic
+
+TINY = ['--config', 'tiny', '--batch', '1', '--steps', '1', '--warmup', '0',
+        '--matmul_size', '64']
+
+
+def _run(main, argv):
+  """Runs a benchmark's main; returns its JSON lines."""
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out):
+    rc = main(argv)
+  if rc:
+    raise AssertionError(f'exit status {rc}: {out.getvalue()}')
+  rows = run_all.json_lines(out.getvalue())
+  if not rows:
+    raise AssertionError(f'no JSON line in: {out.getvalue()}')
+  return rows
+
+
+class ModelBenchmarksTest(absltest.TestCase):
+
+  def _check_common(self, row, benchmark):
+    self.assertEqual(row['benchmark'], benchmark)
+    self.assertEqual(row['config'], 'tiny')
+    self.assertEqual(row['batch'], 1)
+    self.assertGreater(row['sec_per_call'], 0)
+    self.assertGreater(row['peak_memory_gib'], 0)
+    self.assertEqual(row['memory_kind'], 'rss')
+    self.assertGreater(row['matmul_peak_gflops'], 0)
+    self.assertIn('load_avg', row)
+
+  def test_train_step(self):
+    (row,) = _run(train_step.main, TINY + ['--remat'])
+    self._check_common(row, 'train_step')
+    self.assertTrue(row['remat'])
+    self.assertGreater(row['gflop_per_example'], 0)
+    self.assertGreater(row['fraction_of_peak'], 0)
+    self.assertEqual(row['heatmap_size'], [16, 16])
+
+  def test_inference_both_variants(self):
+    rows = _run(inference.main, TINY + ['--variant', 'multihead,augmented'])
+    self.assertEqual([r['variant'] for r in rows],
+                     ['multihead', 'augmented'])
+    for row in rows:
+      self._check_common(row, 'inference')
+      self.assertGreater(row['gflop_per_example'], 0)
+    # The augmented variant runs the encoder once per task prompt.
+    self.assertGreater(rows[1]['gflop_per_example'],
+                       rows[0]['gflop_per_example'])
+
+  def test_full_inference(self):
+    (row,) = _run(full_inference.main, TINY)
+    self._check_common(row, 'full_inference')
+    self.assertBetween(row['decoded_tokens'], 1, row['max_decode_length'])
+
+  def test_decoding(self):
+    (row,) = _run(decoding.main, TINY)
+    self._check_common(row, 'decoding')
+    self.assertBetween(row['decoded_tokens'], 1, 8)
+    self.assertAlmostEqual(
+        row['ms_per_token'],
+        1e3 * row['sec_per_call'] / row['decoded_tokens'], delta=1e-2)
+
+  def test_head_flops(self):
+    rows = _run(head_flops.main, ['--config', 'tiny', '--heatmap_head',
+                                  'port'])
+    (row,) = rows
+    self.assertEqual(row['head_output'], '16x16')
+    self.assertGreater(row['head_gflop'], 0)
+    self.assertGreater(row['model_gflop_per_example'], row['head_gflop'])
+    self.assertEqual(row['head_ratio_vs_port'], 1.0)
+
+  def test_rejects_unknown_config(self):
+    with self.assertRaises(SystemExit), contextlib.redirect_stderr(
+        io.StringIO()) as err:
+      inference.main(['--config', 'huge'])
+    self.assertIn("--config 'huge'", err.getvalue())
+
+
+class HelpersTest(absltest.TestCase):
+
+  def test_model_configs(self):
+    paper = common.model_config('paper')
+    self.assertEqual(paper.heatmap_size, (384, 384))
+    self.assertEqual(paper.grid, (24, 24))
+    self.assertEqual(paper.t5.emb_dim, 768)
+    small = common.model_config('small', 'augmented', 'bfloat16', True,
+                                'efficient')
+    self.assertEqual(small.heatmap_size, (224, 224))
+    self.assertEqual(small.t5.num_encoder_layers, 6)
+    self.assertEqual(small.t5.emb_dim, 512)
+    self.assertTrue(small.vit.remat and small.t5.remat)
+    self.assertTrue(small.heatmap_head.remat)
+    self.assertEqual(small.heatmap_head.bilinear_upsample, 4)
+    with self.assertRaisesRegex(ValueError, 'unknown benchmark config'):
+      common.model_config('huge')
+
+  def test_cost_flops_accepts_list_and_dict(self):
+
+    class Fake:
+
+      def __init__(self, cost):
+        self.cost = cost
+
+      def cost_analysis(self):
+        return self.cost
+
+    self.assertEqual(common.cost_flops(Fake({'flops': 3.0})), 3.0)
+    self.assertEqual(common.cost_flops(Fake([{'flops': 5.0}])), 5.0)
+    self.assertIsNone(common.cost_flops(Fake({})))
+    self.assertIsNone(common.cost_flops(Fake([])))
+
+  def test_print_report_writes_table_and_json(self):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+      common.print_report([{'a': 1, 'b': 0.5}, {'a': 2, 'b': None}],
+                          ('a', 'b'))
+    lines = out.getvalue().splitlines()
+    self.assertLen(lines, 5)
+    self.assertEqual(json.loads(lines[3]), {'a': 1, 'b': 0.5})
+    self.assertIn('-', lines[2])
+
+  def test_heatmap_ceiling(self):
+    maps = np.stack([
+        synthetic.rater_heatmap([[(0.3, 0.4)], [(0.32, 0.41)], []], 128),
+        synthetic.rater_heatmap([[(0.7, 0.2), (0.2, 0.8)]] * 3, 128),
+    ]).astype(np.float32) / 255.0
+    rows = heatmap_ceiling.ceiling(maps, [8, 32, 128], [128])
+    cc = [r['cc'] for r in rows]
+    self.assertAlmostEqual(cc[2], 1.0, places=5)  # No resampling.
+    self.assertLess(cc[0], cc[1])
+    self.assertLess(cc[1], cc[2])
+    self.assertEqual(rows[0]['num_gt_positive'], 2)
+
+  def test_ablation_heads_share_output_size(self):
+    sizes = {h: heatmap_head_ablation.model_config(h).heatmap_size
+             for h in heatmap_head_ablation.HEADS}
+    self.assertEqual(sizes, {'port': (128, 128), 'efficient': (128, 128)})
+    gap = heatmap_head_ablation.relative_gap
+    self.assertAlmostEqual(gap(0.5, 0.49, 'cc'), 0.02)
+    self.assertAlmostEqual(gap(0.5, 0.51, 'kld'), 0.02)
+
+  def test_run_all_sets_are_valid_commands(self):
+    for name, cases in run_all.SETS.items():
+      for script, arguments in cases:
+        self.assertTrue(script.endswith('.py'), name)
+        self.assertNotIn('tiny', arguments)
+    self.assertEqual(run_all.json_lines('x\n{"a": 1}\n{bad}\n'), [{'a': 1}])
+
+
+if __name__ == '__main__':
+  absltest.main()
