@@ -215,6 +215,33 @@ def cost_flops(compiled: Any) -> float | None:
   return float(cost['flops'])
 
 
+def memory_analysis_gib(compiled: Any) -> dict[str, float | None]:
+  """XLA's static buffer sizes of a compiled function, in GiB.
+
+  `argument` (inputs), `output`, `alias` (outputs sharing a donated input's
+  buffer) and `temp` (everything live inside the program at some point).
+  `argument + output - alias + temp` bounds the device memory the call
+  needs beyond other live arrays. Values are None when unavailable.
+  """
+  keys = ('argument', 'output', 'alias', 'temp')
+  try:
+    stats = compiled.memory_analysis()
+  except Exception:  # pylint: disable=broad-except
+    stats = None
+  out = {}
+  for k in keys:
+    value = getattr(stats, f'{k}_size_in_bytes', None) if stats else None
+    out[f'xla_{k}_gib'] = (round(value / 2 ** 30, 3)
+                           if value is not None else None)
+  if all(out[f'xla_{k}_gib'] is not None for k in keys):
+    out['xla_total_gib'] = round(
+        out['xla_argument_gib'] + out['xla_output_gib'] -
+        out['xla_alias_gib'] + out['xla_temp_gib'], 3)
+  else:
+    out['xla_total_gib'] = None
+  return out
+
+
 def compile_ahead(fn: Callable[..., Any], *args,
                   **jit_kwargs) -> tuple[Any, float]:
   """jit + lower + compile on `args`; returns (compiled, seconds)."""

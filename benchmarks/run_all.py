@@ -18,18 +18,24 @@ peak RSS is that case's own high-water mark and no compiled program is
 shared. The cases' JSON lines go to --out (JSONL, one line per case, plus
 the case's command and wall time), and a summary table is printed.
 
-Sets (times are estimates for a quiet 2-core CPU of the issue's class; the
-paper configuration dominates):
+Sets. The times are estimates for a quiet 2-core CPU of the issue's class
+(this session's runs on a loaded machine, scaled by the in-run matmul peak;
+no set was run end to end on a quiet machine):
 
   quick  small config only: train b1, inference b1, full inference b1,
          decoding b1, head FLOPs (~6 min).
-  cpu    `quick` plus: small train b2 and b4, augmented train and inference
-         b1, small inference b2/b4 and efficient head; paper config train b1
-         (2 steps) and b2 with remat (1 step), inference b1 (port and
-         efficient heads), augmented inference b1, full inference b1,
-         decoding b1 (~25 min). Every timed paper case runs 1-2 steps.
-  full   `cpu` plus paper train b2 without remat and b4 with remat, and the
-         input pipeline (can take an hour on 2 cores).
+  cpu    `quick` plus: small train b2 (1 step), b4 (compiled only),
+         augmented train (1 step) and inference b1, small inference b2/b4
+         and efficient head; paper config inference b1 (port and efficient
+         heads), augmented inference b1, full inference b1, decoding b1,
+         and the paper train step compiled only (`--compile_only`: FLOPs
+         and XLA's memory plan) at b1, b2, b2 with remat and b4 with remat
+         (~20-25 min). Timed paper train steps are in `full`: on XLA:CPU
+         the kernel gradient of the heads' transposed convs runs at ~1% of
+         the matmul rate, so one paper step takes many minutes on 2 cores.
+  full   `cpu` plus timed paper train steps (b1; b2 with remat), a timed
+         small b4 step, the small train step with the efficient head, and
+         the input pipeline (over an hour on 2 cores).
 
 --budget_min stops starting new cases once the budget is spent (the skipped
 cases are listed); --timeout_min bounds each case.
@@ -48,25 +54,27 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # (script, arguments); each entry is one process.
 QUICK = [
-    ('train_step.py', '--config small --batch 1 --steps 2'),
+    ('train_step.py', '--config small --batch 1 --steps 1'),
     ('inference.py', '--config small --batch 1 --steps 3'),
     ('full_inference.py', '--config small --batch 1 --steps 2'),
     ('decoding.py', '--config small --batch 1 --steps 3'),
     ('head_flops.py', '--config paper,small'),
 ]
 CPU = QUICK + [
-    ('train_step.py', '--config small --batch 2 --steps 2'),
-    ('train_step.py', '--config small --batch 4 --steps 1'),
+    ('train_step.py', '--config small --batch 2 --steps 1 --warmup 0'),
+    ('train_step.py', '--config small --batch 4 --compile_only'),
     ('train_step.py', '--config small --batch 1 --variant augmented '
-                      '--steps 1'),
+                      '--steps 1 --warmup 0'),
     ('inference.py', '--config small --batch 2 --steps 2'),
     ('inference.py', '--config small --batch 4 --steps 2'),
     ('inference.py', '--config small --batch 1 --variant augmented '
                      '--steps 2'),
     ('inference.py', '--config small --batch 1 --heatmap_head efficient '
                      '--steps 3'),
-    ('train_step.py', '--config paper --batch 1 --steps 2'),
-    ('train_step.py', '--config paper --batch 2 --remat --steps 1'),
+    ('train_step.py', '--config paper --batch 1 --compile_only'),
+    ('train_step.py', '--config paper --batch 2 --compile_only'),
+    ('train_step.py', '--config paper --batch 2 --remat --compile_only'),
+    ('train_step.py', '--config paper --batch 4 --remat --compile_only'),
     ('inference.py', '--config paper --batch 1 --steps 2'),
     ('inference.py', '--config paper --batch 1 --heatmap_head efficient '
                      '--steps 2'),
@@ -76,8 +84,11 @@ CPU = QUICK + [
     ('decoding.py', '--config paper --batch 1 --steps 3'),
 ]
 FULL = CPU + [
-    ('train_step.py', '--config paper --batch 2 --steps 1'),
-    ('train_step.py', '--config paper --batch 4 --remat --steps 1'),
+    ('train_step.py', '--config paper --batch 1 --steps 1'),
+    ('train_step.py', '--config paper --batch 2 --remat --steps 1'),
+    ('train_step.py', '--config small --batch 4 --steps 1'),
+    ('train_step.py', '--config small --batch 1 --heatmap_head efficient '
+                      '--steps 2'),
     ('input_pipeline.py', '--steps 10'),
 ]
 SETS = {'quick': QUICK, 'cpu': CPU, 'full': FULL}

@@ -17,7 +17,10 @@ Builds `richhf_jax.trainer.Trainer` (gradient clip + AdamW, state donated)
 with random parameters placed on the trainer's state shardings, compiles its
 step ahead of time on a random batch, then times --steps steps after
 --warmup.
-FLOPs are XLA's count for the whole step (forward, backward, optimizer).
+FLOPs are XLA's count for the whole step (forward, backward, optimizer);
+`xla_*_gib` are XLA's static memory plan of the step (`--compile_only`
+reports those without running a step: a memory estimate for cases too slow
+or too large to run here).
 
   python benchmarks/train_step.py --config small --batch 1,2 \
       [--variant multihead,augmented] [--steps 3] [--remat] [--dtype float32]
@@ -35,8 +38,10 @@ if __package__ in (None, ''):
       __file__))))
 
 # pylint: disable=g-import-not-at-top
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from benchmarks import common
 from richhf_jax import model as model_lib
@@ -45,7 +50,23 @@ from richhf_jax import trainer as trainer_lib
 
 COLUMNS = ('config', 'variant', 'batch', 'remat', 'dtype', 'examples_per_sec',
            'sec_per_call', 'compile_sec', 'gflop_per_example',
-           'achieved_gflops', 'fraction_of_peak', 'peak_memory_gib')
+           'achieved_gflops', 'fraction_of_peak', 'peak_memory_gib',
+           'xla_total_gib')
+
+
+def _random_state(trainer: trainer_lib.Trainer, model: model_lib.RAHFModel,
+                  input_length: int, target_length: int
+                  ) -> trainer_lib.TrainState:
+  """A TrainState with random params on the trainer's shardings."""
+  shardings = trainer.state_shardings
+  params = jax.device_put(
+      common.init_params(model, input_length, target_length),
+      shardings.params)
+  opt_state = jax.jit(trainer.tx.init,
+                      out_shardings=shardings.opt_state)(params)
+  step = jax.device_put(jnp.zeros((), jnp.int32), shardings.step)
+  return trainer_lib.TrainState(step=step, params=params,
+                                opt_state=opt_state)
 
 
 def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
@@ -62,18 +83,14 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
                                 target_length)
   t0 = time.perf_counter()
   # The trainer's state layout and shardings, with host-drawn parameters
-  # (see `common.init_params`) instead of its jitted init.
-  _, trainer.state_shardings = trainer.abstract_state()
-  params = jax.device_put(
-      common.init_params(model, input_length, target_length),
-      trainer.state_shardings.params)
-  trainer.state = trainer_lib.TrainState(
-      step=jax.device_put(jnp.zeros((), jnp.int32),
-                          trainer.state_shardings.step),
-      params=params,
-      opt_state=jax.jit(trainer.tx.init,
-                        out_shardings=trainer.state_shardings.opt_state)(
-                            params))
+  # (see `common.init_params`) instead of its jitted init; compile-only runs
+  # lower on the abstract state and allocate nothing.
+  abstract, trainer.state_shardings = trainer.abstract_state()
+  if args.compile_only:
+    trainer.state = nn.meta.unbox(abstract)
+  else:
+    trainer.state = _random_state(trainer, model, input_length,
+                                  target_length)
   jax.block_until_ready(trainer.state)
   init_sec = time.perf_counter() - t0
   host_batch = common.test_utils.fake_batch(config, batch, input_length,
@@ -83,18 +100,34 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
       {k: jax.ShapeDtypeStruct(v.shape, v.dtype)
        for k, v in global_batch.items()})
   # The trainer keeps the compiled step; its cost analysis is the FLOPs.
-  flops = common.cost_flops(getattr(trainer, '_compiled_step', None))
-  times = common.time_calls(lambda: trainer.step(global_batch)['loss/total'],
-                            args.steps, args.warmup)
+  compiled = getattr(trainer, '_compiled_step', None)
+  flops = common.cost_flops(compiled)
+  memory = common.memory_analysis_gib(compiled)
+  if args.compile_only:
+    times = []
+  else:
+    times = common.time_calls(
+        lambda: trainer.step(global_batch)['loss/total'], args.steps,
+        args.warmup)
   row = dict(benchmark='train_step', config=name, variant=variant,
              batch=batch, remat=args.remat, dtype=args.dtype,
              heatmap_head=args.heatmap_head if name != 'tiny' else 'tiny',
              input_length=input_length, target_length=target_length,
              heatmap_size=list(config.heatmap_size),
-             num_params=trainer.num_params(), init_sec=round(init_sec, 2),
+             num_params=sum(int(np.prod(x.shape)) for x in
+                            jax.tree.leaves(trainer.state.params)),
+             init_sec=round(init_sec, 2),
              compile_sec=round(compile_sec, 2),
              matmul_peak_gflops=round(peak_gflops, 1))
-  row.update(common.summarize(times, batch, flops, peak_gflops))
+  row.update(memory)
+  if times:
+    row.update(common.summarize(times, batch, flops, peak_gflops))
+  else:
+    # Compile only: the FLOPs and XLA's memory plan, nothing timed.
+    kind, peak = common.peak_memory_bytes()
+    row.update(gflop_per_example=round(flops / 1e9 / batch, 2)
+               if flops else None, compile_only=True, memory_kind=kind,
+               peak_memory_gib=round(peak / 2 ** 30, 3))
   row.update(common.machine_info())
   return row
 
@@ -105,6 +138,9 @@ def main(argv=None) -> int:
   parser.add_argument('--remat', action='store_true',
                       help='rematerialize ViT blocks, T5 layers and heatmap '
                       'upsampling blocks')
+  parser.add_argument('--compile_only', action='store_true',
+                      help='report FLOPs and XLA memory analysis of the '
+                      'compiled step without running it')
   args = parser.parse_args(argv)
   common.check_model_flags(parser, args)
   peak = common.matmul_peak(args.dtype, args.matmul_size or None)

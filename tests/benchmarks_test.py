@@ -72,6 +72,14 @@ class ModelBenchmarksTest(absltest.TestCase):
     self.assertGreater(row['gflop_per_example'], 0)
     self.assertGreater(row['fraction_of_peak'], 0)
     self.assertEqual(row['heatmap_size'], [16, 16])
+    self.assertGreater(row['xla_total_gib'], 0)
+
+  def test_train_step_compile_only(self):
+    (row,) = _run(train_step.main, TINY + ['--remat', '--compile_only'])
+    self.assertTrue(row['compile_only'])
+    self.assertGreater(row['gflop_per_example'], 0)
+    self.assertGreater(row['xla_temp_gib'], 0)
+    self.assertNotIn('sec_per_call', row)
 
   def test_inference_both_variants(self):
     rows = _run(inference.main, TINY + ['--variant', 'multihead,augmented'])
