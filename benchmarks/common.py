@@ -393,3 +393,27 @@ def _fmt(value: Any) -> str:
 def log(message: str) -> None:
   """Progress to stderr (stdout holds the table and the JSON lines)."""
   print(message, file=sys.stderr, flush=True)
+
+
+def run_benchmark(parser: argparse.ArgumentParser, argv, title: str,
+                  run_case: Callable[..., dict[str, Any]],
+                  columns: Sequence[Any]) -> int:
+  """Parses the flags, measures the matmul peak, runs every case, reports.
+
+  Args:
+    parser: the script's parser, with `add_model_flags` (and its own flags).
+    argv: command-line arguments (None: sys.argv).
+    title: names the benchmark in progress lines.
+    run_case: (name, variant, batch, args, peak_gflops) -> result row.
+    columns: the report's columns (see `print_report`).
+  """
+  args = parser.parse_args(argv)
+  check_model_flags(parser, args)
+  peak = matmul_peak(args.dtype, args.matmul_size or None)
+  log(f'matmul peak: {peak:.1f} GFLOP/s ({args.dtype})')
+  rows = []
+  for name, variant, batch in cases(args):
+    log(f'{title}: {name} {variant} batch {batch}')
+    rows.append(run_case(name, variant, batch, args, peak))
+  print_report(rows, columns)
+  return 0

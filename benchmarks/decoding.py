@@ -96,16 +96,7 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   common.add_model_flags(parser, default_steps=5)
-  args = parser.parse_args(argv)
-  common.check_model_flags(parser, args)
-  peak = common.matmul_peak(args.dtype, args.matmul_size or None)
-  common.log(f'matmul peak: {peak:.1f} GFLOP/s ({args.dtype})')
-  rows = []
-  for name, variant, batch in common.cases(args):
-    common.log(f'decoding: {name} {variant} batch {batch}')
-    rows.append(run_case(name, variant, batch, args, peak))
-  common.print_report(rows, COLUMNS)
-  return 0
+  return common.run_benchmark(parser, argv, 'decoding', run_case, COLUMNS)
 
 
 if __name__ == '__main__':

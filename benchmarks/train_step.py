@@ -141,16 +141,7 @@ def main(argv=None) -> int:
   parser.add_argument('--compile_only', action='store_true',
                       help='report FLOPs and XLA memory analysis of the '
                       'compiled step without running it')
-  args = parser.parse_args(argv)
-  common.check_model_flags(parser, args)
-  peak = common.matmul_peak(args.dtype, args.matmul_size or None)
-  common.log(f'matmul peak: {peak:.1f} GFLOP/s ({args.dtype})')
-  rows = []
-  for name, variant, batch in common.cases(args):
-    common.log(f'train step: {name} {variant} batch {batch}')
-    rows.append(run_case(name, variant, batch, args, peak))
-  common.print_report(rows, COLUMNS)
-  return 0
+  return common.run_benchmark(parser, argv, 'train step', run_case, COLUMNS)
 
 
 if __name__ == '__main__':
