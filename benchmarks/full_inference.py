@@ -94,7 +94,8 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   common.add_model_flags(parser)
-  return common.run_benchmark(parser, argv, 'full inference', run_case, COLUMNS)
+  return common.run_benchmark(parser, argv, 'full inference', run_case,
+                              COLUMNS)
 
 
 if __name__ == '__main__':
