@@ -175,6 +175,9 @@ def matmul_peak(dtype: str = 'float32', size: int | None = None,
   n defaults to 2048 on CPU (~17 GFLOP per call) and 8192 on accelerators.
   """
   n = size or (2048 if on_cpu() else 8192)
+  if not on_cpu():
+    # Accelerator clocks ramp up under load: time more calls.
+    repeats = max(repeats, 30)
   a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)),
                   jnp.dtype(dtype))
   b = a.T + 0
@@ -199,10 +202,14 @@ def peak_memory_bytes() -> tuple[str, int]:
 
 
 def cost_flops(compiled: Any) -> float | None:
-  """FLOPs of a compiled function from XLA's cost analysis, or None.
+  """FLOPs from XLA's cost analysis of a `Lowered` or `Compiled`, or None.
 
-  `Compiled.cost_analysis()` returns a dict in recent JAX and a list with
-  one dict per computation in older ones; None when unavailable.
+  Pass the `Lowered` where there is one: its count is of the HLO before
+  backend passes, so it is the same on every backend. On GPU the compiled
+  program's count leaves out the convolutions and matmuls that became
+  library calls (cuDNN/cuBLAS), and can undercount by several times.
+  `cost_analysis()` returns a dict in recent JAX and a list with one dict per
+  computation in older ones; None when unavailable.
   """
   try:
     cost = compiled.cost_analysis()
@@ -243,11 +250,17 @@ def memory_analysis_gib(compiled: Any) -> dict[str, float | None]:
 
 
 def compile_ahead(fn: Callable[..., Any], *args,
-                  **jit_kwargs) -> tuple[Any, float]:
-  """jit + lower + compile on `args`; returns (compiled, seconds)."""
+                  **jit_kwargs) -> tuple[Any, float, float | None]:
+  """jit + lower + compile on `args`: (compiled, seconds, FLOPs per call).
+
+  The FLOPs are `cost_flops` of the lowered program (backend-independent).
+  """
   t0 = time.perf_counter()
-  compiled = jax.jit(fn, **jit_kwargs).lower(*args).compile()
-  return compiled, time.perf_counter() - t0
+  lowered = jax.jit(fn, **jit_kwargs).lower(*args)
+  compiled = lowered.compile()
+  seconds = time.perf_counter() - t0
+  # Some backends give no pre-compilation analysis (seen on GPU, jax 0.11).
+  return compiled, seconds, cost_flops(lowered) or cost_flops(compiled)
 
 
 def time_calls(call: Callable[[], Any], steps: int,
@@ -404,7 +417,8 @@ def run_benchmark(parser: argparse.ArgumentParser, argv, title: str,
     parser: the script's parser, with `add_model_flags` (and its own flags).
     argv: command-line arguments (None: sys.argv).
     title: names the benchmark in progress lines.
-    run_case: (name, variant, batch, args, peak_gflops) -> result row.
+    run_case: (name, variant, batch, args, peak_gflops) -> result row (or
+      a list of rows).
     columns: the report's columns (see `print_report`).
   """
   args = parser.parse_args(argv)
@@ -412,8 +426,19 @@ def run_benchmark(parser: argparse.ArgumentParser, argv, title: str,
   peak = matmul_peak(args.dtype, args.matmul_size or None)
   log(f'matmul peak: {peak:.1f} GFLOP/s ({args.dtype})')
   rows = []
+  failed = False
   for name, variant, batch in cases(args):
     log(f'{title}: {name} {variant} batch {batch}')
-    rows.append(run_case(name, variant, batch, args, peak))
+    try:
+      row = run_case(name, variant, batch, args, peak)
+    except Exception as e:  # pylint: disable=broad-except
+      # One case running out of memory must not lose the others' figures.
+      failed = True
+      row = dict(config=name, variant=variant, batch=batch,
+                 error=f'{type(e).__name__}: {str(e)[:300]}')
+    # Each row as soon as it exists: a later case may be killed.
+    for r in row if isinstance(row, list) else [row]:
+      log('case result: ' + json.dumps(r, sort_keys=True))
+      rows.append(r)
   print_report(rows, columns)
-  return 0
+  return 1 if failed else 0

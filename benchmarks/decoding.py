@@ -76,7 +76,7 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
     # pylint: disable-next=protected-access
     return model._decode(p, enc, m, target_length, 1)
 
-  compiled, compile_sec = common.compile_ahead(decode, params, encoded, mask)
+  compiled, compile_sec, _ = common.compile_ahead(decode, params, encoded, mask)
   times = common.time_calls(lambda: compiled(params, encoded, mask),
                             args.steps, args.warmup)
   steps = full_inference.decoded_steps(

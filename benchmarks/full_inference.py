@@ -73,7 +73,7 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
   def predict(p, b):
     return model.predict_batch(p, b, max_decode_length=target_length)
 
-  compiled, compile_sec = common.compile_ahead(predict, params, data)
+  compiled, compile_sec, flops = common.compile_ahead(predict, params, data)
   times = common.time_calls(lambda: compiled(params, data), args.steps,
                             args.warmup)
   decoded = np.asarray(compiled(params, data)['decoded'])
@@ -85,7 +85,7 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
              heatmap_size=list(config.heatmap_size),
              init_sec=round(init_sec, 2), compile_sec=round(compile_sec, 2),
              matmul_peak_gflops=round(peak_gflops, 1))
-  row.update(common.summarize(times, batch, common.cost_flops(compiled),
+  row.update(common.summarize(times, batch, flops,
                               peak_gflops))
   row.update(common.machine_info())
   return row

@@ -66,7 +66,7 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
   init_sec = time.perf_counter() - t0
   data = common.fake_batch(config, batch, input_length, target_length)
   inputs = (params, data['image'], data['encoder_input_tokens'])
-  compiled, compile_sec = common.compile_ahead(heads_fn(model), *inputs)
+  compiled, compile_sec, flops = common.compile_ahead(heads_fn(model), *inputs)
   times = common.time_calls(lambda: compiled(*inputs), args.steps,
                             args.warmup)
   row = dict(benchmark='inference', config=name, variant=variant,
@@ -76,7 +76,7 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
              heatmap_size=list(config.heatmap_size),
              init_sec=round(init_sec, 2), compile_sec=round(compile_sec, 2),
              matmul_peak_gflops=round(peak_gflops, 1))
-  row.update(common.summarize(times, batch, common.cost_flops(compiled),
+  row.update(common.summarize(times, batch, flops,
                               peak_gflops))
   row.update(common.machine_info())
   return row

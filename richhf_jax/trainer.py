@@ -498,9 +498,10 @@ class Trainer:
           in_shardings=(self.state_shardings, batch_sh, self._replicated),
           out_shardings=(self.state_shardings, self._replicated),
           donate_argnums=(0,))
-      self._compiled_step = step.lower(
-          self.state, dict(batch_spec),
-          jax.random.key(self.config.seed)).compile()
+      # The lowered program stays for its backend-independent cost analysis.
+      self._lowered_step = step.lower(
+          self.state, dict(batch_spec), jax.random.key(self.config.seed))
+      self._compiled_step = self._lowered_step.compile()
     seconds = time.time() - t0
     logging.info('compiled the train step in %.1fs', seconds)
     return seconds

@@ -18,6 +18,7 @@ suite's compile cache applies) and must print one valid JSON line per case
 with the fields the README table reads. No timing is checked.
 """
 
+import argparse
 import contextlib
 import io
 import json
@@ -26,6 +27,7 @@ from absl.testing import absltest
 import numpy as np
 
 from benchmarks import common
+from benchmarks import components
 from benchmarks import decoding
 from benchmarks import full_inference
 from benchmarks import head_flops
@@ -104,6 +106,36 @@ class ModelBenchmarksTest(absltest.TestCase):
     self.assertAlmostEqual(
         row['ms_per_token'],
         1e3 * row['sec_per_call'] / row['decoded_tokens'], delta=1e-2)
+
+  def test_components_rows_per_part(self):
+    rows = _run(components.main, TINY)
+    self.assertEqual([r['part'] for r in rows],
+                     ['vit', 'heatmap_head', 'score_head'])
+    for row in rows:
+      self._check_common(row, 'components')
+    self.assertGreater(rows[0]['gflop_per_example'], 0)
+    # The tiny heatmap head upsamples: it costs more than the score head.
+    self.assertGreater(rows[1]['gflop_per_example'],
+                       rows[2]['gflop_per_example'])
+
+  def test_failed_case_keeps_other_rows(self):
+    def run_case(name, variant, batch, args, peak):
+      del args, peak
+      if batch == 2:
+        raise MemoryError('out of memory')
+      return dict(config=name, variant=variant, batch=batch, x=1.0)
+    parser = argparse.ArgumentParser()
+    common.add_model_flags(parser)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+      rc = common.run_benchmark(parser, TINY[:2] + [
+          '--batch', '1,2,3', '--matmul_size', '64'], 'fake', run_case,
+                                ('batch', 'x'))
+    self.assertEqual(rc, 1)
+    rows = run_all.json_lines(out.getvalue())
+    self.assertEqual([r['batch'] for r in rows], [1, 2, 3])
+    self.assertIn('MemoryError: out of memory', rows[1]['error'])
+    self.assertEqual(rows[2]['x'], 1.0)
 
   def test_head_flops(self):
     rows = _run(head_flops.main, ['--config', 'tiny', '--heatmap_head',
