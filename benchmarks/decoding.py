@@ -11,17 +11,27 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Keyword decoding speed: milliseconds per generated token.
+"""Keyword decoding speed: milliseconds per generated token, and its floor.
 
-The encoder runs once (not timed); the timed call is the model's own greedy
-decoding (`RAHFModel._decode`: KV-cache initialisation plus one
-`lax.while_loop` of cached decoder steps, all in one jitted program, no host
-round-trip per token) over the encoder output, at most --target_length
-tokens. ms/token = seconds per call / decoding steps, where the steps run
-until every sequence has emitted EOS (random parameters rarely do).
+The encoder runs once (not timed); the timed call is the model's own
+decoding (`RAHFModel._decode`: KV-cache initialisation, i.e. the one-time
+projection of the encoder output to every cross-attention layer's keys and
+values, plus one `lax.while_loop` of cached decoder steps, all in one jitted
+program, no host round-trip per token) over the encoder output, at most
+--target_length tokens. ms/token = seconds per call / decoding steps, where
+the steps run until every sequence has emitted EOS (random parameters rarely
+do). The cache initialisation is also timed alone (`cache_init_ms`), and
+`step_ms_per_token` leaves it out.
+
+At small batches a step is bound by memory traffic: every weight it uses
+(decoder weights less the cross-attention key / value kernels, plus the tied
+embedding for the logits) and the caches are read once per step.
+`streamed_mb_per_step` counts those bytes, `memory_gb_per_sec` is this
+machine's read bandwidth (a jitted sum over a 256 MiB array, best of 5) and
+`floor_ms_per_token` their ratio.
 
   python benchmarks/decoding.py --config paper --batch 1 [--steps 3]
-      [--target_length 64] [--dtype float32]
+      [--target_length 64] [--dtype float32] [--num_beams 1]
 
 See `benchmarks/common.py` for the configurations and the reported fields.
 """
@@ -37,6 +47,7 @@ if __package__ in (None, ''):
 
 # pylint: disable=g-import-not-at-top
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
@@ -45,17 +56,62 @@ from richhf_jax import model as model_lib
 from richhf_jax.models import rahf
 # pylint: enable=g-import-not-at-top
 
-COLUMNS = ('config', 'variant', 'batch', 'dtype', 'ms_per_token',
-           'decoded_tokens', 'sec_per_call', 'compile_sec', 'encoded_length',
+COLUMNS = ('config', 'variant', 'batch', 'num_beams', 'dtype', 'ms_per_token',
+           'step_ms_per_token', 'floor_ms_per_token', 'decoded_tokens',
+           'cache_init_ms', 'compile_sec', 'encoded_length',
            'peak_memory_gib')
+
+
+def memory_bandwidth(mib: int = 256, repeats: int = 5) -> float:
+  """Best read bandwidth (GB/s) of a jitted sum over a float32 array."""
+  x = jnp.ones((mib * 2 ** 18,), jnp.float32)
+  total = jax.jit(jnp.sum)
+  jax.block_until_ready(total(x))
+  best = float('inf')
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(total(x))
+    best = min(best, time.perf_counter() - t0)
+  return x.nbytes / best / 1e9
+
+
+def streamed_bytes_per_step(params, config: rahf.RAHFConfig, rows: int,
+                            examples: int, encoded_length: int,
+                            max_decode_length: int) -> int:
+  """Bytes one decoding step reads: used weights plus caches.
+
+  Args:
+    params: the model parameters (shapes and dtypes are read).
+    config: the model configuration.
+    rows: sequences decoded together (batch * beams).
+    examples: distinct encoder outputs (the batch; beams share theirs).
+    encoded_length: encoder positions the decoder attends to.
+    max_decode_length: self-attention cache length.
+  """
+  t5 = config.t5
+  act = jnp.dtype(t5.dtype).itemsize
+  weights = 0
+  for path, leaf in jax.tree_util.tree_flatten_with_path(
+      params['decoder'])[0]:
+    keys = [str(getattr(k, 'key', k)) for k in path]
+    # Cross-attention key / value kernels are used once, before the loop.
+    if 'encoder_decoder_attention' in keys and keys[-2] in ('key', 'value'):
+      continue
+    weights += leaf.size * leaf.dtype.itemsize
+  if t5.logits_via_embedding:
+    weights += params['token_embedder']['embedding'].nbytes
+  kv = t5.num_heads * t5.head_dim * 2 * t5.num_decoder_layers * act
+  return (weights + examples * encoded_length * kv +
+          rows * max_decode_length * kv)
 
 
 def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
              peak_gflops: float) -> dict:
-  """Encodes once, then compiles and times greedy decoding of one case."""
+  """Encodes once, then compiles and times decoding of one case."""
   config = common.model_config(name, variant, args.dtype, False,
                                args.heatmap_head)
   input_length, target_length = common.lengths(args, name)
+  beams = args.num_beams
   model = model_lib.RAHFModel(config)
   t0 = time.perf_counter()
   params = common.init_params(model, input_length, target_length)
@@ -72,30 +128,57 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
   encoded, mask = jax.block_until_ready(jax.jit(encode)(
       params, data['image'], data['encoder_input_tokens']))
 
+  # pylint: disable=protected-access
   def decode(p, enc, m):
-    # pylint: disable-next=protected-access
-    return model._decode(p, enc, m, target_length, 1)
+    return model._decode(p, enc, m, target_length, beams)
+
+  def init_cache(p, enc, m):
+    return model._init_decode_cache(p, enc, m, target_length)
+  # pylint: enable=protected-access
 
   compiled, compile_sec, _ = common.compile_ahead(decode, params, encoded, mask)
   times = common.time_calls(lambda: compiled(params, encoded, mask),
                             args.steps, args.warmup)
   steps = full_inference.decoded_steps(
       np.asarray(compiled(params, encoded, mask)))
+  init_compiled = common.compile_ahead(init_cache, params, encoded, mask)[0]
+  init_times = common.time_calls(lambda: init_compiled(params, encoded, mask),
+                                 args.steps, args.warmup)
+  streamed = streamed_bytes_per_step(params, config, batch * beams, batch,
+                                     int(encoded.shape[1]), target_length)
+  bandwidth = memory_bandwidth()
   row = dict(benchmark='decoding', config=name, variant=variant,
-             batch=batch, dtype=args.dtype, max_decode_length=target_length,
+             batch=batch, num_beams=beams, dtype=args.dtype,
+             max_decode_length=target_length,
              decoded_tokens=steps, encoded_length=int(encoded.shape[1]),
              init_sec=round(init_sec, 2), compile_sec=round(compile_sec, 2),
              matmul_peak_gflops=round(peak_gflops, 1))
   row.update(common.summarize(times, batch, None, peak_gflops))
+  init_ms = 1e3 * float(np.median(init_times))
   row['ms_per_token'] = round(1e3 * row['sec_per_call'] / steps, 3)
   row['best_ms_per_token'] = round(1e3 * row['best_sec'] / steps, 3)
+  row['cache_init_ms'] = round(init_ms, 2)
+  row['step_ms_per_token'] = round(
+      (1e3 * row['sec_per_call'] - init_ms) / steps, 3)
+  row['streamed_mb_per_step'] = round(streamed / 1e6, 1)
+  row['memory_gb_per_sec'] = round(bandwidth, 1)
+  row['floor_ms_per_token'] = round(1e3 * streamed / (bandwidth * 1e9), 3)
   row.update(common.machine_info())
   return row
+
+
+def _positive_int(text: str) -> int:
+  value = int(text)
+  if value < 1:
+    raise argparse.ArgumentTypeError(f'expected an int >= 1, got {text!r}')
+  return value
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   common.add_model_flags(parser, default_steps=5)
+  parser.add_argument('--num_beams', type=_positive_int, default=1,
+                      help='1 = greedy decoding, else beam search')
   return common.run_benchmark(parser, argv, 'decoding', run_case, COLUMNS)
 
 

@@ -23,6 +23,13 @@ call (see `richhf_jax.models.t5`). Everything runs inside `lax.while_loop`
 with static shapes, so the decoders can be jitted whole. T5 conventions:
 the decoder starts from token 0, EOS is 1, and positions after EOS hold the
 pad id 0.
+
+The cache passed here is the loop state: beam search tiles every leaf with a
+batch axis to the beams and gathers it by beam at every step. Parts that do
+not change during decoding (the T5 decoder's cross-attention keys and
+values, `t5.split_decode_cache`) are best closed over by the step function
+instead: they then stay out of the loop state and are neither copied per
+beam nor gathered.
 """
 
 from typing import Any, Callable

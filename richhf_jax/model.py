@@ -34,6 +34,7 @@ import optax
 
 from richhf_jax import decoding
 from richhf_jax.models import rahf
+from richhf_jax.models import t5
 
 Array = jax.Array
 PyTree = Any
@@ -204,8 +205,9 @@ class RAHFModel:
       batch: needs `image` and `encoder_input_tokens`.
       max_decode_length: decoded sequence length (tokens after the start).
       num_beams: 1 = greedy, else beam search.
-      return_loss: also return the training loss terms (the batch must then
-        carry targets); they reuse the same encoder output.
+      return_loss: also return the teacher-forced text loss `loss/text` (the
+        batch must then carry decoder targets); it reuses the same encoder
+        output.
 
     Returns:
       dict with `implausibility_heatmap`, `misalignment_heatmap` [B, H, W],
@@ -230,27 +232,47 @@ class RAHFModel:
       out['loss/text'] = text_loss
     return out
 
-  def _decode(self, params: PyTree, encoded: Array, mask: Array,
-              max_decode_length: int, num_beams: int) -> Array:
-    """Autoregressive decoding with the KV cache: [B, max_decode_length]."""
-    batch = encoded.shape[0]
-    # Initialises the cache (for B sequences; beam search tiles it). The
-    # cache length is the length of the tokens given at initialisation.
-    dummy = jnp.zeros((batch, max_decode_length), jnp.int32)
+  def _init_decode_cache(self, params: PyTree, encoded: Array, mask: Array,
+                         max_decode_length: int) -> tuple[PyTree, PyTree]:
+    """The decoder cache for B sequences: (encoder part, step part).
+
+    The encoder part holds every cross-attention layer's keys and values of
+    `encoded` (the one-time projection); the step part is the zeroed
+    self-attention cache of length max_decode_length (see
+    `t5.split_decode_cache`).
+    """
+    # The cache length is the length of the tokens given at initialisation.
+    dummy = jnp.zeros((encoded.shape[0], max_decode_length), jnp.int32)
     cache = self.module.apply(
         {'params': params}, encoded, mask, dummy, decode=True,
         max_decode_length=max_decode_length, method=rahf.RAHF.decode,
         mutable=['cache'])[1]['cache']
-    if num_beams > 1:
-      encoded = decoding.flat_batch_beam_expand(encoded, num_beams)
-      mask = decoding.flat_batch_beam_expand(mask, num_beams)
+    return t5.split_decode_cache(cache)
+
+  def _decode(self, params: PyTree, encoded: Array, mask: Array,
+              max_decode_length: int, num_beams: int) -> Array:
+    """Autoregressive decoding with the KV cache: [B, max_decode_length].
+
+    The cache-initialising call projects the encoder output to every
+    cross-attention layer's keys and values once; the decoding loop carries
+    only the self-attention cache (`t5.split_decode_cache`) and closes over
+    the encoder part, which beam search then shares across an example's
+    beams instead of copying it per beam.
+    """
+    batch = encoded.shape[0]
+    encoder_cache, cache = self._init_decode_cache(params, encoded, mask,
+                                                   max_decode_length)
 
     def tokens_to_logits(tokens, cache):
+      # `encoded` only fixes shapes here: the steps read the cached keys and
+      # values, so nothing is computed from it inside the loop.
       logits, new_vars = self.module.apply(
-          {'params': params, 'cache': cache}, encoded, mask, tokens,
-          decode=True, max_decode_length=max_decode_length,
-          method=rahf.RAHF.decode, mutable=['cache'])
-      return logits[:, -1], new_vars['cache']
+          {'params': params,
+           'cache': t5.merge_decode_cache(encoder_cache, cache)},
+          encoded, mask, tokens, decode=True,
+          max_decode_length=max_decode_length, method=rahf.RAHF.decode,
+          mutable=['cache'])
+      return logits[:, -1], t5.split_decode_cache(new_vars['cache'])[1]
 
     if num_beams > 1:
       seqs, _ = decoding.beam_search(

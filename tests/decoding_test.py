@@ -13,6 +13,8 @@
 # limitations under the License.
 """Tests for richhf_jax.decoding."""
 
+import functools
+
 from absl.testing import absltest
 from absl.testing import parameterized
 import flax.linen as nn
@@ -21,7 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from richhf_jax import decoding
+from richhf_jax import model as model_lib
+from richhf_jax import test_utils
 from richhf_jax.models import config as config_lib
+from richhf_jax.models import rahf
 from richhf_jax.models import t5
 
 _B, _LE, _MAX = 2, 6, 6
@@ -174,6 +179,73 @@ class T5DecodingTest(parameterized.TestCase):
     scores = np.asarray(scores)
     self.assertTrue(np.all(np.diff(scores, axis=1) <= 1e-6), scores)
     self.assertTrue(np.all(np.isfinite(scores)))
+
+  def _shared_step_fn(self, encoder_part):
+    # The step part alone is the loop state; the encoder keys / values are
+    # closed over and shared by the beams of an example.
+    def step(tokens, cache):
+      logits, new = self.model.apply(
+          {'params': self.params,
+           'cache': t5.merge_decode_cache(encoder_part, cache)},
+          self.encoded, self.enc, tokens, decode=True,
+          max_decode_length=_MAX, method='decode', mutable=['cache'])
+      return logits[:, 0], t5.split_decode_cache(new['cache'])[1]
+    return step
+
+  @parameterized.parameters(1, 3)
+  def test_shared_encoder_cache_decodes_like_the_full_cache(self, k):
+    cache = self._init_cache(self.encoded, self.enc)
+    encoder_part, step_part = t5.split_decode_cache(cache)
+    ref = jax.jit(lambda c: decoding.beam_search(
+        self._step_fn(decoding.flat_batch_beam_expand(self.encoded, k),
+                      decoding.flat_batch_beam_expand(self.enc, k)),
+        c, batch_size=_B, beam_size=k, max_decode_len=_MAX))(cache)
+    got = jax.jit(lambda c: decoding.beam_search(
+        self._shared_step_fn(encoder_part), c, batch_size=_B, beam_size=k,
+        max_decode_len=_MAX))(step_part)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_allclose(got[1], ref[1], atol=1e-5)
+    greedy = jax.jit(lambda c: decoding.greedy_decode(
+        self._shared_step_fn(encoder_part), c, batch_size=_B,
+        max_decode_len=_MAX))(step_part)
+    np.testing.assert_array_equal(greedy[0], self._argmax_without_cache())
+
+
+class ModelDecodeTest(parameterized.TestCase):
+  """`RAHFModel._decode` against beam search over a per-beam full cache."""
+
+  @parameterized.parameters(1, 2)
+  def test_decode_matches_the_reference_formulation(self, k):
+    cfg = test_utils.tiny_config()
+    model = model_lib.RAHFModel(cfg)
+    params = model_lib.unbox(
+        model.get_initial_variables(jax.random.key(1)))['params']
+    # Sharpen the tied / untied output layer so the argmax is far from ties.
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, x: x * 8.0 if 'logits_dense' in jax.tree_util.keystr(
+            path) else x, params)
+    rng = np.random.RandomState(3)
+    encoded = jnp.asarray(rng.randn(_B, _LE, cfg.t5.emb_dim), jnp.float32)
+    mask = jnp.asarray(np.arange(_LE)[None] < np.array([[_LE], [_LE - 2]]))
+
+    def reference(p):
+      apply = functools.partial(model.module.apply, method=rahf.RAHF.decode,
+                                decode=True, max_decode_length=_MAX,
+                                mutable=['cache'])
+      cache = apply({'params': p}, encoded, mask,
+                    jnp.zeros((_B, _MAX), jnp.int32))[1]['cache']
+      enc_k = decoding.flat_batch_beam_expand(encoded, k)
+      mask_k = decoding.flat_batch_beam_expand(mask, k)
+
+      def step(tokens, c):
+        logits, new = apply({'params': p, 'cache': c}, enc_k, mask_k, tokens)
+        return logits[:, -1], new['cache']
+      return decoding.beam_search(step, cache, batch_size=_B, beam_size=k,
+                                  max_decode_len=_MAX)[0][:, 0]
+
+    # pylint: disable-next=protected-access
+    got = jax.jit(lambda p: model._decode(p, encoded, mask, _MAX, k))(params)
+    np.testing.assert_array_equal(got, jax.jit(reference)(params))
 
 
 if __name__ == '__main__':

@@ -28,17 +28,22 @@ logits scaled by emb_dim**-0.5 (T5.1.0).
 Dtype policy: params float32; activations in `config.dtype`; layer norm,
 softmax and logits in float32.
 
-Fast decoding keeps a static-shape KV cache in the 'cache' collection (per
-self-attention layer: `cached_key`, `cached_value` [B, L, heads, head_dim] and
-`cache_index`). Initialise it by calling the decoder with `decode=True` on
-[B, max_decode_length] tokens and `mutable=['cache']`; then each call with
-`decode=True` processes one token.
+Fast decoding keeps a static-shape KV cache in the 'cache' collection: per
+self-attention layer `cached_key`, `cached_value` [B, L, heads, head_dim] and
+`cache_index` (as in T5X), and per cross-attention layer the encoder
+positions' keys and values, `encoded_key`, `encoded_value` [B, heads, Lenc,
+head_dim], projected once. Initialise it by calling the decoder with
+`decode=True`, the real encoder output and [B, max_decode_length] tokens and
+`mutable=['cache']`; then each call with `decode=True` processes one token
+(`split_decode_cache` separates the constant encoder part from the part the
+steps update).
 """
 
 import functools
 import operator
 from typing import Any, Callable, Sequence
 
+from flax import traverse_util
 import flax.linen as nn
 import jax
 from jax import lax
@@ -46,6 +51,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from richhf_jax.models import config as config_lib
+
+# Cache variables of cross-attention layers: written once by the
+# cache-initialising call and only read by decoding steps.
+ENCODED_CACHE_NAMES = ('encoded_key', 'encoded_value')
 
 Array = jax.Array
 Initializer = Callable[..., Array]
@@ -135,7 +144,11 @@ class Embed(nn.Module):
   def attend(self, query: Array) -> Array:
     """Dot product with every embedding: [..., features] -> [..., vocab]."""
     dtype = jnp.dtype(self.dtype)
-    return jnp.dot(query.astype(dtype), self.embedding.astype(dtype).T)
+    # Contracts the table's feature axis in place: a transposed [features,
+    # vocab] copy of the table would be rebuilt at every decoding step.
+    contract = ((query.ndim - 1,), (1,))
+    return lax.dot_general(query.astype(dtype), self.embedding.astype(dtype),
+                           (contract, ((), ())))
 
 
 class LayerNorm(nn.Module):
@@ -235,8 +248,12 @@ class MultiHeadDotProductAttention(nn.Module):
 
   Attributes:
     config: the T5 configuration.
+    cross_attention: attends to the encoder output; with decode=True the
+      keys and values of the encoder positions are projected once (by the
+      cache-initialising call) and kept in the cache.
   """
   config: config_lib.T5Config
+  cross_attention: bool = False
 
   @nn.compact
   def __call__(self, inputs_q: Array, inputs_kv: Array,
@@ -246,11 +263,12 @@ class MultiHeadDotProductAttention(nn.Module):
 
     Args:
       inputs_q: queries [B, q, D].
-      inputs_kv: keys / values [B, k, D].
+      inputs_kv: keys / values [B, k, D]; in cached cross-attention decode
+        steps only the initialising call reads it.
       mask: bool, broadcastable to [B, heads, q, k]; True = attend.
       bias: additive bias broadcastable to [B, heads, q, k]; in decode steps
         the full [1, heads, L, L] bias, whose row at the cache index is used.
-      decode: use and update the KV cache (self-attention only).
+      decode: use and update the KV cache.
       deterministic: disables attention dropout.
 
     Returns:
@@ -268,30 +286,103 @@ class MultiHeadDotProductAttention(nn.Module):
     proj = functools.partial(DenseGeneral, features=(h, d), dtype=dtype,
                              kernel_axes=('embed', 'joined_kv'))
     query = proj(kernel_init=query_init, name='query')(inputs_q)  # [B,q,H,d]
-    key = proj(kernel_init=_ATTENTION_INIT, name='key')(inputs_kv)
-    value = proj(kernel_init=_ATTENTION_INIT, name='value')(inputs_kv)
+    key_proj = proj(kernel_init=_ATTENTION_INIT, name='key')
+    value_proj = proj(kernel_init=_ATTENTION_INIT, name='value')
 
-    if decode:
-      query, key, value, mask, bias = self._use_cache(query, key, value, mask,
-                                                      bias)
-
-    if cfg.float32_attention_logits:
-      query, key = query.astype(jnp.float32), key.astype(jnp.float32)
-    logits = jnp.einsum('bqhd,bkhd->bhqk', query, key).astype(jnp.float32)
-    if bias is not None:
-      logits = logits + bias.astype(jnp.float32)
-    if mask is not None:
-      logits = jnp.where(mask, logits, _MASK_VALUE)
-    weights = jax.nn.softmax(logits, axis=-1)  # float32 [B, H, q, k]
-    if not deterministic and cfg.dropout_rate > 0:
-      keep = jax.random.bernoulli(self.make_rng('dropout'),
-                                  1.0 - cfg.dropout_rate, weights.shape)
-      weights = jnp.where(keep, weights / (1.0 - cfg.dropout_rate), 0.0)
-    x = jnp.einsum('bhqk,bkhd->bqhd', weights.astype(dtype), value)
+    if decode and self.cross_attention:
+      x = self._cached_cross_attention(query, inputs_kv, key_proj,
+                                       value_proj, mask, deterministic)
+    else:
+      key, value = key_proj(inputs_kv), value_proj(inputs_kv)
+      if decode:
+        query, key, value, mask, bias = self._use_cache(query, key, value,
+                                                        mask, bias)
+      if cfg.float32_attention_logits:
+        query, key = query.astype(jnp.float32), key.astype(jnp.float32)
+      logits = jnp.einsum('bqhd,bkhd->bhqk', query, key)
+      weights = self._weights(logits, mask, bias, deterministic)
+      x = jnp.einsum('bhqk,bkhd->bqhd', weights.astype(dtype), value)
     return DenseGeneral(
         features=inputs_q.shape[-1], axis=(-2, -1), dtype=dtype,
         kernel_axes=('joined_kv', 'embed'), kernel_init=_ATTENTION_INIT,
         name='out')(x)  # [B, q, D]
+
+  def _weights(self, logits, mask, bias, deterministic):
+    """Bias, mask, float32 softmax and dropout: [B, H, q, k] weights."""
+    cfg = self.config
+    logits = logits.astype(jnp.float32)
+    if bias is not None:
+      logits = logits + bias.astype(jnp.float32)
+    if mask is not None:
+      logits = jnp.where(mask, logits, _MASK_VALUE)
+    weights = jax.nn.softmax(logits, axis=-1)  # float32
+    if not deterministic and cfg.dropout_rate > 0:
+      keep = jax.random.bernoulli(self.make_rng('dropout'),
+                                  1.0 - cfg.dropout_rate, weights.shape)
+      weights = jnp.where(keep, weights / (1.0 - cfg.dropout_rate), 0.0)
+    return weights
+
+  def _cached_cross_attention(self, query, inputs_kv, key_proj, value_proj,
+                              mask, deterministic):
+    """Cross-attention of decode steps over cached encoder keys / values.
+
+    The first (cache-initialising) call projects `inputs_kv` and stores the
+    keys and values as `encoded_key` / `encoded_value` [B, H, Lenc, d]: the
+    layout the per-step products read without a transposed copy. Later calls
+    never project the encoder output again. Their queries may hold G rows
+    per cached example (beam search: [B * G, 1, H, d], the beams of an
+    example adjacent); the G beams then share the example's keys as G query
+    positions, so the cache is not repeated per beam.
+
+    Args:
+      query: [N, q, H, d] projected queries (q = 1 after initialisation).
+      inputs_kv: the encoder output [B, Lenc, D] (read at initialisation).
+      key_proj: the 'key' projection module.
+      value_proj: the 'value' projection module.
+      mask: None or bool broadcastable to [N, 1, 1, Lenc].
+      deterministic: disables attention dropout.
+
+    Returns:
+      [N, q, H, d] attention outputs.
+
+    Raises:
+      ValueError: if N is not a multiple of the cached batch, or more than
+        one query position is given after initialisation.
+    """
+    cfg = self.config
+    dtype = cfg.jnp_dtype
+    initialized = self.has_variable('cache', 'encoded_key')
+
+    def project(module):
+      # [B, Lenc, H, d] -> [B, H, Lenc, d], once.
+      return jnp.swapaxes(module(inputs_kv), 1, 2)
+
+    encoded_key = self.variable('cache', 'encoded_key', project, key_proj)
+    encoded_value = self.variable('cache', 'encoded_value', project,
+                                  value_proj)
+    key, value = encoded_key.value, encoded_value.value
+    b, h, length, d = key.shape
+    n, q = query.shape[:2]
+    if initialized and q != 1:
+      raise ValueError(
+          f'decode=True processes one token per call; got {q} query '
+          'positions')
+    if n % b:
+      raise ValueError(
+          f'cached cross-attention holds {b} examples; the {n} queries must '
+          'be a multiple of it (beams of an example adjacent)')
+    g = n // b
+    # Beams become query positions of their example: [B, H, G * q, d].
+    query = jnp.reshape(query, (b, g * q, h, d)).swapaxes(1, 2)
+    if mask is not None and mask.shape[0] == n and g > 1:
+      mask = jnp.reshape(mask, (b, g) + mask.shape[1:])
+      mask = jnp.reshape(jnp.swapaxes(mask, 1, 2), (b, 1, -1, length))
+    if cfg.float32_attention_logits:
+      query, key = query.astype(jnp.float32), key.astype(jnp.float32)
+    logits = jnp.einsum('bhqd,bhkd->bhqk', query, key)
+    weights = self._weights(logits, mask, None, deterministic)
+    x = jnp.einsum('bhqk,bhkd->bhqd', weights.astype(dtype), value)
+    return jnp.reshape(jnp.swapaxes(x, 1, 2), (n, q, h, d))
 
   def _use_cache(self, query, key, value, mask, bias):
     """Creates the cache (first call) or writes one step into it."""
@@ -330,6 +421,36 @@ class MultiHeadDotProductAttention(nn.Module):
             f'{length}; pass max_decode_length={length}')
       bias = lax.dynamic_slice_in_dim(bias, idx, 1, axis=-2)  # [1,H,1,L]
     return query, key, value, mask, bias
+
+
+def split_decode_cache(cache: Any) -> tuple[dict, dict]:
+  """Splits a decoder 'cache' collection into (encoder part, step part).
+
+  The encoder part (`ENCODED_CACHE_NAMES`, the cross-attention keys and
+  values) stays the same through decoding and, in beam search, is shared by
+  all beams of an example; the step part (the self-attention KV cache and
+  its index) changes every step and follows the beams. A decoding loop can
+  keep only the step part in its state and merge the two
+  (`merge_decode_cache`) for each call.
+
+  Args:
+    cache: the 'cache' collection (a nested mapping).
+
+  Returns:
+    (encoder part, step part), nested dicts with the same paths.
+  """
+  flat = traverse_util.flatten_dict(dict(cache))
+  encoder = {k: v for k, v in flat.items() if k[-1] in ENCODED_CACHE_NAMES}
+  step = {k: v for k, v in flat.items() if k[-1] not in ENCODED_CACHE_NAMES}
+  return (traverse_util.unflatten_dict(encoder),
+          traverse_util.unflatten_dict(step))
+
+
+def merge_decode_cache(encoder: Any, step: Any) -> dict:
+  """Inverse of `split_decode_cache`: the whole 'cache' collection."""
+  flat = traverse_util.flatten_dict(dict(encoder))
+  flat.update(traverse_util.flatten_dict(dict(step)))
+  return traverse_util.unflatten_dict(flat)
 
 
 class MlpBlock(nn.Module):
@@ -410,8 +531,10 @@ class DecoderLayer(nn.Module):
         y, y, decoder_mask, bias, decode=decode, deterministic=deterministic)
     x = x + _dropout(cfg, y, deterministic)
     y = norm(name='pre_cross_attention_layer_norm')(x)
-    y = MultiHeadDotProductAttention(cfg, name='encoder_decoder_attention')(
-        y, encoded, encoder_decoder_mask, None, deterministic=deterministic)
+    y = MultiHeadDotProductAttention(
+        cfg, cross_attention=True, name='encoder_decoder_attention')(
+            y, encoded, encoder_decoder_mask, None, decode=decode,
+            deterministic=deterministic)
     x = x + _dropout(cfg, y, deterministic)
     y = norm(name='pre_mlp_layer_norm')(x)
     y = MlpBlock(cfg, name='mlp')(y, deterministic)

@@ -271,5 +271,106 @@ class T5BehaviourTest(parameterized.TestCase):
     self.assertFalse(np.allclose(a, c))
 
 
+class CachedCrossAttentionTest(parameterized.TestCase):
+  """The decode cache keeps the encoder keys / values, projected once."""
+
+  def _setup(self, scan=False):
+    cfg = _tiny(scan=scan)
+    model, params = _model_and_params(cfg)
+    enc = _tokens(8, (_B, _LE)).at[1, -2:].set(0)  # some encoder padding
+    encoded = model.apply({'params': params}, enc, method='encode')
+    _, cache = model.apply({'params': params}, encoded, enc,
+                           jnp.zeros((_B, _LD), jnp.int32), decode=True,
+                           max_decode_length=_LD, method='decode',
+                           mutable=['cache'])
+    return cfg, model, params, enc, encoded, cache['cache']
+
+  def _step(self, model, params, encoded, enc, tokens, cache):
+    logits, new = model.apply(
+        {'params': params, 'cache': cache}, encoded, enc, tokens,
+        decode=True, max_decode_length=_LD, method='decode',
+        mutable=['cache'])
+    return logits[:, 0], new['cache']
+
+  def test_cache_holds_projected_encoder_keys_and_values(self):
+    cfg, _, params, _, encoded, cache = self._setup()
+    h, d = cfg.num_heads, cfg.head_dim
+    for i in range(cfg.num_decoder_layers):
+      layer = cache['decoder'][f'layers_{i}']
+      # The self-attention cache keeps its T5X names.
+      self.assertEqual(set(layer['self_attention']),
+                       {'cached_key', 'cached_value', 'cache_index'})
+      cross = layer['encoder_decoder_attention']
+      self.assertEqual(set(cross), set(t5.ENCODED_CACHE_NAMES))
+      kernels = params['decoder'][f'layers_{i}']['encoder_decoder_attention']
+      for name, proj in (('encoded_key', 'key'), ('encoded_value', 'value')):
+        want = np.einsum('bld,dk->blk', encoded, kernels[proj]['kernel'])
+        want = want.reshape(_B, _LE, h, d).transpose(0, 2, 1, 3)
+        self.assertEqual(cross[name].shape, (_B, h, _LE, d))
+        np.testing.assert_allclose(cross[name], want, atol=1e-5)
+
+  @parameterized.named_parameters(('plain', False), ('scan', True))
+  def test_steps_read_the_cache_not_the_encoder_output(self, scan):
+    _, model, params, enc, encoded, cache = self._setup(scan)
+    tokens = jnp.zeros((_B, 1), jnp.int32)
+    want, new_cache = self._step(model, params, encoded, enc, tokens, cache)
+    got, _ = self._step(model, params, jnp.zeros_like(encoded), enc, tokens,
+                        cache)
+    np.testing.assert_array_equal(got, want)
+    # The encoder part is passed through unchanged; the step part moves on.
+    before, after = t5.split_decode_cache(cache), t5.split_decode_cache(
+        new_cache)
+    jax.tree.map(np.testing.assert_array_equal, before[0], after[0])
+    def indices(step_part):
+      return np.concatenate([np.ravel(v) for k, v in _flat(step_part).items()
+                             if k.endswith('cache_index')])
+    np.testing.assert_array_equal(indices(after[1]), indices(before[1]) + 1)
+
+  @parameterized.product(scan=(False, True), expand_mask=(False, True))
+  def test_beams_share_the_encoder_cache(self, scan, expand_mask):
+    # G beams per example read the example's cached keys / values; this
+    # equals decoding with everything repeated per beam.
+    g = 3
+    _, model, params, enc, encoded, cache = self._setup(scan)
+    encoder_part, step_part = t5.split_decode_cache(cache)
+    axis = 1 if scan else 0
+    repeat = lambda x: jnp.repeat(x, g, axis=axis) if x.ndim > axis else x
+    tiled_step = jax.tree.map(repeat, step_part)
+    tokens = _tokens(9, (_B * g, 1))
+    want, want_cache = self._step(
+        model, params, jnp.repeat(encoded, g, 0), jnp.repeat(enc, g, 0),
+        tokens, t5.merge_decode_cache(jax.tree.map(repeat, encoder_part),
+                                      tiled_step))
+    mask = jnp.repeat(enc, g, 0) if expand_mask else enc
+    got, got_cache = self._step(
+        model, params, jnp.repeat(encoded, g, 0) if expand_mask else encoded,
+        mask, tokens, t5.merge_decode_cache(encoder_part, tiled_step))
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    jax.tree.map(functools.partial(np.testing.assert_allclose, atol=1e-5),
+                 t5.split_decode_cache(got_cache)[1],
+                 t5.split_decode_cache(want_cache)[1])
+
+  def test_query_rows_must_be_a_multiple_of_the_cached_batch(self):
+    _, model, params, enc, encoded, cache = self._setup()
+    encoder_part, step_part = t5.split_decode_cache(cache)
+    step_part = jax.tree.map(
+        lambda x: jnp.concatenate([x, x[:1]]) if x.ndim else x, step_part)
+    with self.assertRaisesRegex(ValueError, 'multiple'):
+      self._step(model, params, encoded, enc,
+                 jnp.zeros((_B + 1, 1), jnp.int32),
+                 t5.merge_decode_cache(encoder_part, step_part))
+
+  def test_split_and_merge_round_trip(self):
+    *_, cache = self._setup()
+    encoder_part, step_part = t5.split_decode_cache(cache)
+    self.assertTrue(all(k.split('/')[-1] in t5.ENCODED_CACHE_NAMES
+                        for k in _flat(encoder_part)))
+    self.assertFalse(any(k.split('/')[-1] in t5.ENCODED_CACHE_NAMES
+                         for k in _flat(step_part)))
+    merged = t5.merge_decode_cache(encoder_part, step_part)
+    self.assertEqual(jax.tree.structure(merged), jax.tree.structure(cache))
+    jax.tree.map(np.testing.assert_array_equal, merged, cache)
+
+
 if __name__ == '__main__':
   absltest.main()
