@@ -29,6 +29,7 @@ import numpy as np
 from benchmarks import common
 from benchmarks import components
 from benchmarks import decoding
+from benchmarks import deconv
 from benchmarks import full_inference
 from benchmarks import head_flops
 from benchmarks import heatmap_ceiling
@@ -145,6 +146,17 @@ class ModelBenchmarksTest(absltest.TestCase):
     self.assertGreater(row['head_gflop'], 0)
     self.assertGreater(row['model_gflop_per_example'], row['head_gflop'])
     self.assertEqual(row['head_ratio_vs_port'], 1.0)
+
+  def test_deconv_rows_per_shape_and_method(self):
+    rows = _run(deconv.main, ['--shapes', '3:2:4', '--steps', '1',
+                              '--warmup', '0'])
+    self.assertEqual([r['method'] for r in rows], ['phase', 'dilated'])
+    for r in rows:
+      self.assertEqual((r['in_side'], r['out_side'], r['c_out']), (3, 6, 4))
+      self.assertGreater(r['fwd_bwd_sec'], 0)
+      self.assertIn('load_avg', r)
+    self.assertGreater(rows[0]['speedup_fwd_bwd'], 0)
+    self.assertEqual(deconv.port_shapes()[-1], (192, 384, 192))
 
   def test_rejects_unknown_config(self):
     with self.assertRaises(SystemExit), contextlib.redirect_stderr(

@@ -29,7 +29,7 @@ Kernel layouts, and how a PyTorch weight maps onto them (for importers):
   count of the transposed conv's *input*. A PyTorch `nn.ConvTranspose2d`
   weight `[in, out, kh, kw]` maps as `w.transpose(2, 3, 0, 1)`, again with no
   flip: the stored kernel is PyTorch's scatter kernel, and the spatial flip
-  that turns the scatter into a correlation happens inside `__call__`.
+  that turns the scatter into a correlation happens in the computation.
 - `nn.Dense` kernels are `[in, out]`; a PyTorch `nn.Linear` weight `[out, in]`
   maps as `w.T`.
 
@@ -267,6 +267,128 @@ def transposed_conv_output_size(size: int, kernel_size: int, stride: int,
   return (size - 1) * stride - 2 * padding + kernel_size + output_padding
 
 
+# How `ConvTranspose2D` computes: sub-pixel phases, or the lhs-dilated conv.
+DECONV_METHODS = ('phase', 'dilated')
+
+
+@dataclasses.dataclass(frozen=True)
+class _Phase:
+  """One output phase of a transposed conv along one spatial axis.
+
+  Output rows `o = m * stride + phase` (m = 0..rows-1) receive exactly the
+  kernel taps `p = first_tap + j * stride` (j = 0..num_taps-1) from input
+  rows `m + last_offset - j`; as a correlation over m, input rows
+  `[start, start + rows + num_taps - 1)` with `start = last_offset -
+  num_taps + 1` and the taps in reverse order.
+
+  Attributes:
+    first_tap: the smallest kernel tap landing on this phase.
+    num_taps: how many taps land on it (0 when kernel_size < stride).
+    start: first input row of the correlation window (may be < 0: zeros).
+  """
+  first_tap: int
+  num_taps: int
+  start: int
+
+
+def _axis_phases(kernel_size: int, stride: int,
+                 padding: int) -> list[_Phase]:
+  """The `stride` phases of one spatial axis (see `_Phase`).
+
+  From PyTorch's definition, input row a and tap p land on output row
+  `o = a * s - pad + p`. Writing `o = m * s + i`, the taps that reach phase
+  i are those with `p = (i + pad) mod s` (mod s), and then
+  `a = m + (i + pad) // s - j` for tap `p = (i + pad) mod s + j * s`.
+  """
+  phases = []
+  for i in range(stride):
+    first_tap = (i + padding) % stride
+    num_taps = len(range(first_tap, kernel_size, stride))
+    last_offset = (i + padding) // stride
+    phases.append(_Phase(first_tap, num_taps, last_offset - num_taps + 1))
+  return phases
+
+
+def conv_transpose_phase(x: Array, kernel: Array, stride: int, padding: int,
+                         output_padding: int) -> Array:
+  """PyTorch ConvTranspose2d (no bias) as `stride**2` sub-pixel convs.
+
+  Each output phase `(i, j)` (rows `m * s + i`, columns `n * s + j`) is a
+  stride-1 correlation of the undilated input with the kernel taps that land
+  on it (for k=3, s=2: 2x2, 2x1, 1x2 and 1x1 sub-kernels). The phases are
+  computed at `ceil(out / s)` rows and columns each, interleaved
+  (depth-to-space) and cropped to the output size.
+
+  Args:
+    x: [B, h, w, C_in].
+    kernel: [k, k, C_in, C_out], PyTorch's (unflipped) scatter kernel.
+    stride: s.
+    padding: PyTorch `padding`.
+    output_padding: PyTorch `output_padding`.
+
+  Returns:
+    [B, H, W, C_out] with H, W from `transposed_conv_output_size`.
+  """
+  batch, h, w, _ = x.shape
+  k, s = kernel.shape[0], stride
+  out_h = transposed_conv_output_size(h, k, s, padding, output_padding)
+  out_w = transposed_conv_output_size(w, k, s, padding, output_padding)
+  rows, cols = -(-out_h // s), -(-out_w // s)  # rows/columns per phase
+  phases = _axis_phases(k, s, padding)
+  out_features = kernel.shape[-1]
+
+  def window(phase: _Phase, size: int, n: int) -> tuple[int, int, int, int]:
+    """Input slice [first, last) of a phase, and its (low, high) padding."""
+    start, stop = phase.start, phase.start + size + phase.num_taps - 1
+    first, last = max(start, 0), min(stop, n)
+    return first, last, first - start, stop - last
+
+  outputs = []  # outputs[i][j]: [B, rows, cols, C_out]
+  for pi in phases:
+    r0, r1, h_low, h_high = window(pi, rows, h)
+    row_outputs = []
+    for pj in phases:
+      c0, c1, w_low, w_high = window(pj, cols, w)
+      if not pi.num_taps or not pj.num_taps or r0 >= r1 or c0 >= c1:
+        # No tap (k < s) or no input row reaches this phase.
+        row_outputs.append(
+            jnp.zeros((batch, rows, cols, out_features), x.dtype))
+        continue
+      # Taps of this phase, reversed: scatter -> correlation.
+      sub = kernel[pi.first_tap::s, pj.first_tap::s][::-1, ::-1]
+      row_outputs.append(lax.conv_general_dilated(
+          x[:, r0:r1, c0:c1], sub,
+          window_strides=(1, 1),
+          padding=((h_low, h_high), (w_low, w_high)),
+          dimension_numbers=_NHWC_DIMS))
+    outputs.append(jnp.stack(row_outputs, axis=3))  # [B, rows, cols, s, C]
+  # [B, rows, s, cols, s, C] -> [B, rows * s, cols * s, C]: row m * s + i.
+  y = jnp.stack(outputs, axis=2).reshape(batch, rows * s, cols * s,
+                                         out_features)
+  return y[:, :out_h, :out_w]
+
+
+def conv_transpose_dilated(x: Array, kernel: Array, stride: int,
+                           padding: int, output_padding: int) -> Array:
+  """PyTorch ConvTranspose2d (no bias) as one conv of the dilated input.
+
+  The scatter equals a stride-1 correlation of the input dilated by `s`
+  (`lhs_dilation`) with the spatially flipped kernel, padded by
+  `k - 1 - pad` low and `k - 1 - pad + output_padding` high (what
+  `lax.conv_transpose` lowers to). Arguments and result as in
+  `conv_transpose_phase`.
+  """
+  k = kernel.shape[0]
+  low = k - 1 - padding
+  high = low + output_padding
+  return lax.conv_general_dilated(
+      x, kernel[::-1, ::-1],
+      window_strides=(1, 1),
+      padding=((low, high), (low, high)),
+      lhs_dilation=(stride, stride),
+      dimension_numbers=_NHWC_DIMS)
+
+
 class ConvTranspose2D(nn.Module):
   """PyTorch `nn.ConvTranspose2d` (dilation 1, groups 1) on NHWC inputs.
 
@@ -276,18 +398,31 @@ class ConvTranspose2D(nn.Module):
   length is `(n - 1) * s - 2 * pad + k + output_padding` (the extra
   `output_padding` rows/columns sit at the high end).
 
-  That scatter equals a stride-1 correlation of the input dilated by `s`
-  (`lhs_dilation`) with the spatially flipped kernel, padded by
-  `k - 1 - pad` low and `k - 1 - pad + output_padding` high. This is what
-  `lax.conv_transpose` lowers to as well; writing the padding out keeps the
-  PyTorch arithmetic visible. XLA's CPU convolution handles `lhs_dilation`
-  natively without materialising the zeros: on a 24x24x128 -> 48x48x128
-  layer it measured ~2.5x faster than a plain 3x3 conv over the 48x48 output,
-  and no faster alternative (a sub-pixel 2x2 conv plus depth-to-space) was
-  found, so the direct form is used.
+  Two computations of it (`method`), equal to float rounding:
 
-  Kernel layout `[kh, kw, in, out]` (the unflipped scatter kernel): a PyTorch
-  weight `w` `[in, out, kh, kw]` loads as `w.transpose(2, 3, 0, 1)`.
+  - 'phase' (default, `conv_transpose_phase`): the output splits into
+    `s * s` sub-pixel phases, each a stride-1 conv of the undilated input
+    with the taps that land on it, interleaved by depth-to-space. It does
+    the same FLOPs as the scatter and needs no dilated input.
+  - 'dilated' (`conv_transpose_dilated`): one stride-1 conv of the input
+    dilated by `s` with the flipped kernel, as `lax.conv_transpose` does.
+
+  On XLA:CPU the forward passes cost about the same, but the kernel
+  gradient of the dilated form is pathological. Measured on the `port`
+  heatmap head's four deconvs at the paper's 24x24 grid (k=3, s=2, pad=1,
+  output_padding=1, batch 1, float32, shared 2-core CPU,
+  `benchmarks/deconv.py`), forward + backward, phase vs dilated:
+  24->48 (384->768 channels) 0.045 s vs 1.8 s, 48->96 (768->384) 0.19 s vs
+  6.4 s, 96->192 (384->384) 0.51 s vs 30 s, 192->384 (384->192) 2.8 s vs
+  67 s: 3.5 s against 105 s per head (24-58x per layer). Forward alone the
+  two were within 30% either way. A single conv computing every phase as
+  `s * s * out` channels over a shared window (zero taps included) ran 2x
+  slower than separate phase convs. On accelerators the dilated form may
+  win; measure there (`HeatmapHeadConfig.deconv_method` selects it).
+
+  Kernel layout `[kh, kw, in, out]` (the unflipped scatter kernel, whatever
+  the method): a PyTorch weight `w` `[in, out, kh, kw]` loads as
+  `w.transpose(2, 3, 0, 1)`.
 
   Attributes:
     features: output channels.
@@ -298,6 +433,7 @@ class ConvTranspose2D(nn.Module):
       smaller than `stride`.
     use_bias: whether to add a bias.
     dtype: computation dtype (params stay float32).
+    method: one of `DECONV_METHODS` (see above); same params either way.
   """
   features: int
   kernel_size: int = 3
@@ -306,6 +442,7 @@ class ConvTranspose2D(nn.Module):
   output_padding: int = 1
   use_bias: bool = True
   dtype: DType = jnp.float32
+  method: str = 'phase'
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -324,25 +461,31 @@ class ConvTranspose2D(nn.Module):
       raise ValueError(f'ConvTranspose2D input must be [B, h, w, C], got '
                        f'shape {x.shape}')
     k, s = self.kernel_size, self.stride
+    check_choice(self.method, DECONV_METHODS, 'method')
+    if k < 1 or s < 1:
+      raise ValueError(
+          f'kernel_size and stride must be >= 1, got {k} and {s}')
     if not 0 <= self.output_padding < s:
       raise ValueError(
           f'output_padding must be in [0, stride={s}), got '
           f'{self.output_padding}')
     if not 0 <= self.padding:
       raise ValueError(f'padding must be >= 0, got {self.padding}')
+    for n in x.shape[1:3]:
+      if transposed_conv_output_size(n, k, s, self.padding,
+                                     self.output_padding) < 1:
+        raise ValueError(
+            f'padding={self.padding} leaves no output for an input of '
+            f'spatial size {n} (kernel_size={k}, stride={s}, '
+            f'output_padding={self.output_padding})')
     kernel = self.param(
         'kernel', nn.with_logical_partitioning(
             nn.initializers.lecun_normal(), CONV_KERNEL_AXES),
         (k, k, x.shape[-1], self.features), jnp.float32)
-    low = k - 1 - self.padding
-    high = low + self.output_padding
-    y = lax.conv_general_dilated(
-        x.astype(self.dtype),
-        kernel[::-1, ::-1].astype(self.dtype),
-        window_strides=(1, 1),
-        padding=((low, high), (low, high)),
-        lhs_dilation=(s, s),
-        dimension_numbers=_NHWC_DIMS)
+    conv = (conv_transpose_phase if self.method == 'phase'
+            else conv_transpose_dilated)
+    y = conv(x.astype(self.dtype), kernel.astype(self.dtype), s,
+             self.padding, self.output_padding)
     if self.use_bias:
       bias = self.param(
           'bias', nn.with_logical_partitioning(nn.initializers.zeros,

@@ -107,6 +107,10 @@ class HeatmapHeadConfig:
     remat: rematerialize each upsampling block in the backward pass: its
       high-resolution activations are recomputed instead of stored (only the
       block inputs are kept). Same parameters and outputs.
+    deconv_method: how the transposed convs compute, one of
+      `conv_layers.DECONV_METHODS`: 'phase' (sub-pixel convs; the fast one
+      on CPU) or 'dilated' (one conv of the lhs-dilated input). Same
+      parameters and outputs (see `conv_layers.ConvTranspose2D`).
     dtype: activation dtype of the convs.
   """
   conv_channels: tuple[int, ...] = (768, 384)
@@ -124,6 +128,7 @@ class HeatmapHeadConfig:
   output_size: tuple[int, int] | None = None
   bilinear_upsample: int = 1
   remat: bool = False
+  deconv_method: str = 'phase'
   dtype: Any = jnp.float32
 
   def __post_init__(self):
@@ -135,6 +140,8 @@ class HeatmapHeadConfig:
                                conv_layers.POST_CONV_ORDERS, field)
     conv_layers.check_choice(self.norm_type, conv_layers.NORM_TYPES,
                              'norm_type')
+    conv_layers.check_choice(self.deconv_method, conv_layers.DECONV_METHODS,
+                             'deconv_method')
     conv_layers.check_choice(self.activation,
                              tuple(conv_layers.ACTIVATIONS), 'activation')
     if (not isinstance(self.kernel_size, int) or self.kernel_size < 1
@@ -202,7 +209,8 @@ def get_heatmap_head_config(name: str, **overrides) -> HeatmapHeadConfig:
   Raises:
     ValueError: unknown preset name, or an invalid override.
   """
-  return conv_layers.lookup_preset('heatmap head', HEATMAP_HEAD_PRESETS, name, overrides)
+  return conv_layers.lookup_preset('heatmap head', HEATMAP_HEAD_PRESETS,
+                                   name, overrides)
 
 
 class HeatmapHead(nn.Module):
@@ -333,6 +341,7 @@ class _UpsampleBlock(nn.Module):
         output_padding=1,
         use_bias=cfg.use_bias,
         dtype=cfg.dtype,
+        method=cfg.deconv_method,
         name='deconv')(x)
     deconv_norm = (norm('deconv_norm')
                    if conv_layers.post_conv_needs_norm(cfg.upsample_order)

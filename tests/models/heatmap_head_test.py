@@ -362,6 +362,21 @@ class HeatmapHeadTest(parameterized.TestCase):
     for g, gr in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_remat)):
       np.testing.assert_allclose(gr, g, rtol=1e-4, atol=1e-6)
 
+  def test_deconv_methods_agree(self):
+    # Same parameters and outputs whichever way the deconvs compute.
+    x = _normal((2, 2, 3, 5))
+    heads = [heatmap_head.HeatmapHead(_small_port_config(deconv_method=m))
+             for m in ('phase', 'dilated')]
+    params = _random_params(heads[0], x)
+    abstract = jax.eval_shape(heads[1].init, jax.random.key(0), x)
+    self.assertEqual(
+        jax.tree.map(lambda a: a.shape, nn.unbox(abstract)['params']),
+        jax.tree.map(lambda a: a.shape, params))
+    phase, dilated = (head.apply({'params': params}, x, return_logits=True)
+                      for head in heads)
+    self.assertEqual(phase.shape, (2, 32, 48))
+    np.testing.assert_allclose(phase, dilated, rtol=1e-4, atol=1e-5)
+
   def test_efficient_preset_shape_and_cost(self):
     port = heatmap_head.get_heatmap_head_config('port')
     efficient = heatmap_head.get_heatmap_head_config('efficient')
@@ -427,6 +442,9 @@ class HeatmapHeadTest(parameterized.TestCase):
       heatmap_head.get_heatmap_head_config('tiny', bilinear_upsample=0)
     with self.assertRaisesRegex(ValueError, 'remat must be a bool'):
       heatmap_head.get_heatmap_head_config('tiny', remat='yes')
+    with self.assertRaisesRegex(ValueError, r"deconv_method must be one of "
+                                r"\['phase', 'dilated'\]"):
+      heatmap_head.get_heatmap_head_config('tiny', deconv_method='fft')
 
   def test_rejects_non_4d_input(self):
     head = heatmap_head.HeatmapHead(
