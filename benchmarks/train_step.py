@@ -13,7 +13,8 @@
 # limitations under the License.
 """Train-step throughput and memory of RAHF (the trainer's real step).
 
-Builds `richhf_jax.trainer.Trainer` (gradient clip + AdamW, state donated)
+Builds `richhf_jax.trainer.Trainer` (gradient clip + AdamW or Adafactor,
+state donated)
 with random parameters placed on the trainer's state shardings, compiles its
 step ahead of time on a random batch, then times --steps steps after
 --warmup.
@@ -24,6 +25,8 @@ or too large to run here).
 
   python benchmarks/train_step.py --config small --batch 1,2 \
       [--variant multihead,augmented] [--steps 3] [--remat] [--dtype float32]
+      [--optimizer adafactor] [--mu_dtype bfloat16]
+      [--cpu_memory_scheduler false] [--grad_accum_steps 2]
 
 See `benchmarks/common.py` for the configurations and the reported fields.
 """
@@ -48,7 +51,8 @@ from richhf_jax import model as model_lib
 from richhf_jax import trainer as trainer_lib
 # pylint: enable=g-import-not-at-top
 
-COLUMNS = ('config', 'variant', 'batch', 'remat', 'dtype', 'examples_per_sec',
+COLUMNS = ('config', 'variant', 'batch', 'remat', 'dtype', 'optimizer',
+           'cpu_memory_scheduler', 'examples_per_sec',
            'sec_per_call', 'compile_sec', 'gflop_per_example',
            'achieved_gflops', 'fraction_of_peak', 'peak_memory_gib',
            'xla_total_gib')
@@ -78,7 +82,10 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
   model = model_lib.RAHFModel(config)
   train_config = trainer_lib.TrainConfig(
       num_steps=args.warmup + args.steps + 1, batch_size=batch,
-      warmup_steps=1, log_every=1)
+      warmup_steps=1, log_every=1, optimizer=args.optimizer,
+      mu_dtype=args.mu_dtype or None,
+      cpu_memory_scheduler=args.cpu_memory_scheduler,
+      grad_accum_steps=args.grad_accum_steps)
   trainer = trainer_lib.Trainer(model, train_config, input_length,
                                 target_length)
   t0 = time.perf_counter()
@@ -112,6 +119,12 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
         args.warmup)
   row = dict(benchmark='train_step', config=name, variant=variant,
              batch=batch, remat=args.remat, dtype=args.dtype,
+             optimizer=args.optimizer, mu_dtype=args.mu_dtype or None,
+             cpu_memory_scheduler=args.cpu_memory_scheduler,
+             xla_flags=os.environ.get('XLA_FLAGS', ''),
+             grad_accum_steps=args.grad_accum_steps,
+             num_opt_state=sum(int(np.prod(x.shape)) for x in
+                               jax.tree.leaves(trainer.state.opt_state)),
              heatmap_head=args.heatmap_head if name != 'tiny' else 'tiny',
              input_length=input_length, target_length=target_length,
              heatmap_size=list(config.heatmap_size),
@@ -133,15 +146,44 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
   return row
 
 
+def _bool(text: str) -> bool:
+  if text.lower() in ('true', '1', 'yes'):
+    return True
+  if text.lower() in ('false', '0', 'no'):
+    return False
+  raise argparse.ArgumentTypeError(f'expected true or false, got {text!r}')
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   common.add_model_flags(parser)
   parser.add_argument('--remat', action='store_true',
                       help='rematerialize ViT blocks, T5 layers and heatmap '
                       'upsampling blocks')
+  parser.add_argument('--optimizer', default='adamw',
+                      choices=trainer_lib.OPTIMIZERS,
+                      help='TrainConfig.optimizer')
+  parser.add_argument('--mu_dtype', default='',
+                      help="AdamW first-moment dtype, e.g. 'bfloat16' "
+                      '(default: the parameter dtype)')
+  parser.add_argument('--cpu_memory_scheduler', type=_bool, default=True,
+                      help='TrainConfig.cpu_memory_scheduler: true = XLA:CPU '
+                      'memory-minimising scheduler, false = its '
+                      'concurrency-optimised default')
+  parser.add_argument('--grad_accum_steps', type=int, default=1,
+                      help='TrainConfig.grad_accum_steps (micro-batches per '
+                      'step; must divide --batch)')
   parser.add_argument('--compile_only', action='store_true',
                       help='report FLOPs and XLA memory analysis of the '
                       'compiled step without running it')
+  # A process-wide XLA flag: set before the first JAX call starts the CPU
+  # backend (run_benchmark's matmul peak), while XLA_FLAGS is still read.
+  known, _ = parser.parse_known_args(argv)
+  flags_set = trainer_lib.set_process_xla_flags(trainer_lib.TrainConfig(
+      cpu_memory_scheduler=known.cpu_memory_scheduler))
+  if not flags_set:
+    common.log('warning: the JAX backend is already running; '
+               '--cpu_memory_scheduler takes effect only in a new process')
   return common.run_benchmark(parser, argv, 'train step', run_case, COLUMNS)
 
 

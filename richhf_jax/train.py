@@ -121,6 +121,7 @@ def train(model_dir: str = gin.REQUIRED,
   Raises:
     SystemExit: with PREEMPTED_EXIT_CODE after a SIGTERM checkpoint.
   """
+  trainer_lib.set_process_xla_flags(train_config)  # Before JAX starts.
   partitioning.initialize_distributed(distributed)
   main = jax.process_index() == 0
   if not main:

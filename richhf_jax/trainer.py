@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax._src import xla_bridge  # backends_are_initialized: no public API.
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -47,6 +48,20 @@ from richhf_jax import model as model_lib
 from richhf_jax import partitioning
 
 PyTree = Any
+
+OPTIMIZERS = ('adamw', 'adafactor')
+# XLA:CPU's default scheduler runs independent ops concurrently and, to do
+# so, starts recomputations early: rematerialised activations then live
+# through the whole backward pass (measured on the paper configuration).
+# jax 0.10.2's CPU client ignores this option per compile (measured: the
+# memory plan does not change), so it goes into XLA_FLAGS before the
+# backend starts (`set_process_xla_flags`).
+CPU_SCHEDULER_FLAG = '--xla_cpu_enable_concurrency_optimized_scheduler'
+# Adafactor factors the second moment of a parameter whose two largest
+# dimensions are at least this: 64 covers [embed, heads, head_dim]
+# attention kernels (head_dim 64), whose T5X layout [embed, heads *
+# head_dim] the usual 128 would factor.
+ADAFACTOR_MIN_DIM_TO_FACTOR = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +106,26 @@ class TrainConfig:
     best_metric: validation metric that picks the kept best checkpoint
       (a key of the validation metrics, e.g. 'loss/total'); '' disables.
     best_mode: 'min' or 'max' for `best_metric`.
+    optimizer: 'adamw' (two float32 moments per parameter: 2x the
+      parameters' memory) or 'adafactor' (factored second moments, no first
+      moment: 16 MB for the paper configuration instead of 4.8 GiB).
+      Both take the schedule, `clip_norm`, `weight_decay` (decoupled:
+      `lr * weight_decay * param`, matrices only), `freeze` and `lr_scales`.
+      Adafactor's learning rate is an absolute step size as in AdamW (no
+      scaling by the parameter's RMS); it clips each update's RMS to 1 and
+      ignores `b1`, `b2`, `eps`. A checkpoint restores only into the
+      optimizer that wrote it.
+    mu_dtype: dtype of AdamW's first moment, e.g. 'bfloat16' (halves its
+      memory); None = the parameter dtype. AdamW only.
+    cpu_memory_scheduler: schedule CPU programs with XLA's
+      memory-minimising scheduler instead of its concurrency-optimised one,
+      which keeps rematerialised activations alive through the backward
+      pass. A process-wide XLA flag: takes effect only through
+      `set_process_xla_flags` before JAX starts its backends (`train()`
+      does this); no effect on GPU / TPU programs.
+    compiler_options: extra XLA compile options of the train and validation
+      steps, e.g. `{'xla_cpu_enable_fast_math': False}` (any backend; an
+      unknown name fails at compile time).
   """
   num_steps: int = 1000
   batch_size: int = 32
@@ -118,6 +153,11 @@ class TrainConfig:
   eval_batch_size: int = 0
   best_metric: str = 'loss/total'
   best_mode: str = 'min'
+  optimizer: str = 'adamw'
+  mu_dtype: str | None = None
+  cpu_memory_scheduler: bool = True
+  compiler_options: Mapping[str, Any] = dataclasses.field(
+      default_factory=dict)
 
   def __post_init__(self):
     schedules = ('cosine', 'rsqrt', 'constant')
@@ -145,6 +185,29 @@ class TrainConfig:
       if not isinstance(v, (int, float)) or v < 0:
         raise ValueError(f'TrainConfig.lr_scales[{k!r}]={v!r}; expected a '
                          'number >= 0')
+    if self.optimizer not in OPTIMIZERS:
+      raise ValueError(f'TrainConfig.optimizer={self.optimizer!r}; expected '
+                       f'one of {OPTIMIZERS}')
+    if self.mu_dtype is not None:
+      if self.optimizer != 'adamw':
+        raise ValueError(f'TrainConfig.mu_dtype={self.mu_dtype!r} applies to '
+                         "optimizer='adamw' only (adafactor keeps no first "
+                         'moment); leave it None')
+      try:
+        dtype = jnp.dtype(self.mu_dtype)
+      except TypeError:
+        dtype = None
+      if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f'TrainConfig.mu_dtype={self.mu_dtype!r}; expected '
+                         "a float dtype name such as 'bfloat16' or None")
+    if not isinstance(self.cpu_memory_scheduler, bool):
+      raise ValueError('TrainConfig.cpu_memory_scheduler='
+                       f'{self.cpu_memory_scheduler!r}; expected a bool')
+    options = self.compiler_options
+    if not isinstance(options, Mapping) or not all(
+        isinstance(k, str) for k in options):
+      raise ValueError(f'TrainConfig.compiler_options={options!r}; expected '
+                       'a dict from XLA option names to values')
     # Lists (from JSON or gin) become tuples so the config stays hashable.
     object.__setattr__(self, 'freeze', tuple(self.freeze))
 
@@ -154,6 +217,37 @@ class TrainConfig:
       return {'data': 1, 'fsdp': -1, 'model': self.model_parallel}
     return {'data': self.data_parallel, 'fsdp': self.fsdp_parallel,
             'model': self.model_parallel}
+
+
+def xla_flags_for(cfg: TrainConfig, flags: str) -> str:
+  """`flags` (an XLA_FLAGS value) with the config's process-wide flags.
+
+  A scheduler flag already in `flags` is left as it is (the environment
+  wins over the config default).
+  """
+  if cfg.cpu_memory_scheduler and CPU_SCHEDULER_FLAG not in flags:
+    flags = f'{flags} {CPU_SCHEDULER_FLAG}=false'.strip()
+  return flags
+
+
+def set_process_xla_flags(cfg: TrainConfig) -> bool:
+  """Puts the config's process-wide XLA flags into XLA_FLAGS.
+
+  Call before anything starts a JAX backend (`jax.devices()`, the first
+  array, `jax.distributed.initialize`): XLA reads XLA_FLAGS once.
+
+  Returns:
+    Whether XLA_FLAGS now holds them for this process (False: a backend had
+    already started with other flags; XLA_FLAGS is then left as it is).
+  """
+  flags = os.environ.get('XLA_FLAGS', '')
+  wanted = xla_flags_for(cfg, flags)
+  if wanted == flags:
+    return True
+  if xla_bridge.backends_are_initialized():
+    return False
+  os.environ['XLA_FLAGS'] = wanted
+  return True
 
 
 @flax.struct.dataclass
@@ -254,28 +348,50 @@ def param_groups(cfg: TrainConfig, params: PyTree) -> PyTree:
   return jax.tree_util.tree_map_with_path(label, params)
 
 
+def _adafactor(lr: optax.ScalarOrSchedule,
+               weight_decay: float) -> optax.GradientTransformation:
+  """Adafactor with AdamW's learning-rate and weight-decay semantics.
+
+  Factored second moments (a row and a column statistic for every parameter
+  whose two largest dimensions are >= ADAFACTOR_MIN_DIM_TO_FACTOR), updates
+  clipped to RMS 1, no momentum; then decoupled weight decay on matrices and
+  the learning rate, as in AdamW:
+  `update = -lr * (adafactor_direction + weight_decay * param)`.
+  """
+  chain = [optax.scale_by_factored_rms(
+               min_dim_size_to_factor=ADAFACTOR_MIN_DIM_TO_FACTOR),
+           optax.clip_by_block_rms(1.0)]
+  if weight_decay:
+    chain.append(optax.add_decayed_weights(weight_decay, mask=_decay_mask))
+  chain.append(optax.scale_by_learning_rate(lr))
+  return optax.chain(*chain)
+
+
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-  """Global-norm clip, then AdamW (per-group learning-rate scale, freezing).
+  """Global-norm clip, then AdamW or Adafactor (per-group lr, freezing).
 
   Without `freeze` / `lr_scales` the state layout is a plain
-  `chain(clip, adamw)` (the layout of existing checkpoints).
+  `chain(clip, optimizer)` (the layout of existing AdamW checkpoints).
   """
   schedule = learning_rate_schedule(cfg)
 
-  def adamw(scale: float) -> optax.GradientTransformation:
+  def optimizer(scale: float) -> optax.GradientTransformation:
     lr = schedule if scale == 1 else (lambda step: scale * schedule(step))
+    if cfg.optimizer == 'adafactor':
+      return _adafactor(lr, cfg.weight_decay)
     return optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
-                       weight_decay=cfg.weight_decay, mask=_decay_mask)
+                       weight_decay=cfg.weight_decay, mask=_decay_mask,
+                       mu_dtype=cfg.mu_dtype)
 
   chain = []
   if cfg.clip_norm > 0:
     chain.append(optax.clip_by_global_norm(cfg.clip_norm))
   if not cfg.freeze and not cfg.lr_scales:
-    chain.append(adamw(1.0))
+    chain.append(optimizer(1.0))
   else:
-    transforms = {DEFAULT_GROUP: adamw(1.0), FROZEN: optax.set_to_zero()}
+    transforms = {DEFAULT_GROUP: optimizer(1.0), FROZEN: optax.set_to_zero()}
     for name, scale in dict(cfg.lr_scales).items():
-      transforms[name] = adamw(float(scale))
+      transforms[name] = optimizer(float(scale))
     chain.append(optax.multi_transform(
         transforms, lambda params: param_groups(cfg, params)))
   return optax.chain(*chain)
@@ -306,6 +422,24 @@ def _format_eta(seconds: float) -> str:
   h, rem = divmod(seconds, 3600)
   m, s = divmod(rem, 60)
   return f'{h:d}:{m:02d}:{s:02d}'
+
+
+def _unbox_reshaped(opt_state: PyTree) -> PyTree:
+  """Drops the axis names of optimizer statistics shaped unlike a param.
+
+  Optimizer state made from boxed params inherits their logical axis names,
+  so moments shard like their params. Adafactor's factored statistics have
+  fewer dimensions than the param; their names no longer fit, and these
+  small arrays are replicated instead.
+  """
+  def fix(x):
+    if not isinstance(x, nn.Partitioned):
+      return x
+    ndim = getattr(x.value, 'ndim', None)  # None: optax's MaskedNode.
+    return x.value if ndim is not None and ndim != len(x.names) else x
+
+  return jax.tree.map(fix, opt_state,
+                      is_leaf=lambda x: isinstance(x, nn.Partitioned))
 
 
 class Trainer:
@@ -341,6 +475,14 @@ class Trainer:
     self.batch_sharding = NamedSharding(self.mesh,
                                         P(partitioning.BATCH_AXES))
     self._replicated = NamedSharding(self.mesh, P())
+    self.compiler_options = dict(config.compiler_options) or None
+    if (config.cpu_memory_scheduler and
+        self.mesh.devices.flat[0].platform == 'cpu' and
+        CPU_SCHEDULER_FLAG not in os.environ.get('XLA_FLAGS', '')):
+      logging.warning(
+          'TrainConfig.cpu_memory_scheduler is set but XLA_FLAGS lacks %s; '
+          'call trainer.set_process_xla_flags(config) before JAX starts',
+          CPU_SCHEDULER_FLAG)
     self._compiled_step = None
     self._eval_step = None
     self.state = None
@@ -362,7 +504,7 @@ class Trainer:
         rng, self.input_length, self.target_length)
     params = variables['params']
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      opt_state=self.tx.init(params))
+                      opt_state=_unbox_reshaped(self.tx.init(params)))
 
   def abstract_state(self) -> tuple[PyTree, PyTree]:
     """(boxed abstract state, NamedShardings of the unboxed state)."""
@@ -388,7 +530,20 @@ class Trainer:
 
   def restore_state(self, ckpt: checkpoints.Checkpointer,
                     step: int | None = None) -> dict[str, Any]:
-    """Restores the state from `ckpt` onto this run's shardings."""
+    """Restores the state from `ckpt` onto this run's shardings.
+
+    Raises:
+      ValueError: the checkpoint was written by another optimizer (its
+        state has another layout), or does not match the model.
+    """
+    saved = (ckpt.restore_meta(step).get('train_config') or {})
+    saved_optimizer = saved.get('optimizer', 'adamw')
+    if saved and saved_optimizer != self.config.optimizer:
+      raise ValueError(
+          f'checkpoint {ckpt.directory} was trained with optimizer='
+          f'{saved_optimizer!r} but TrainConfig.optimizer='
+          f'{self.config.optimizer!r}; the optimizer states differ, so '
+          'resume with the same optimizer')
     abstract, shardings = self.abstract_state()
     self.state_shardings = shardings
     target = checkpoints.abstract_like(nn.meta.unbox(abstract), shardings)
@@ -497,7 +652,7 @@ class Trainer:
           self._train_step,
           in_shardings=(self.state_shardings, batch_sh, self._replicated),
           out_shardings=(self.state_shardings, self._replicated),
-          donate_argnums=(0,))
+          donate_argnums=(0,), compiler_options=self.compiler_options)
       # The lowered program stays for its backend-independent cost analysis.
       self._lowered_step = step.lower(
           self.state, dict(batch_spec), jax.random.key(self.config.seed))
@@ -527,7 +682,8 @@ class Trainer:
         self._eval_step = jax.jit(
             lambda p, b: self.model.loss_fn(p, b, None)[1],
             in_shardings=(self.state_shardings.params, self.batch_sharding),
-            out_shardings=self._replicated)
+            out_shardings=self._replicated,
+            compiler_options=self.compiler_options)
     outs = []
     with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
       for host_batch in batches:

@@ -18,10 +18,13 @@ import itertools
 import json
 import os
 import tempfile
+from unittest import mock
 
 from absl.testing import absltest
 import flax
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from richhf_jax import checkpoints
@@ -137,6 +140,18 @@ class TrainerTest(absltest.TestCase):
                                 r'steps 13 and 16.*plausibility_score'):
       tr.train(itertools.repeat(bad), None, None, None, lambda s: None)
 
+  def test_restoring_into_another_optimizer_fails_clearly(self):
+    model_dir = os.path.join(self.tmp, 'adamw_run')
+    ckpt = checkpoints.Checkpointer(model_dir, async_save=False)
+    ckpt.save(1, self.trainer.state, {'train_config': self.tc})
+    ckpt.wait()
+    other = trainer_lib.Trainer(
+        model_lib.RAHFModel(self.cfg),
+        dataclasses.replace(self.tc, optimizer='adafactor'), 6, 7)
+    with self.assertRaisesRegex(ValueError, "optimizer='adamw' but "
+                                "TrainConfig.optimizer='adafactor'"):
+      other.restore_state(checkpoints.Checkpointer(model_dir))
+
   def test_model_info_lists_every_param(self):
     path = os.path.join(self.tmp, 'model-info.txt')
     self.trainer.write_model_info(path)
@@ -219,6 +234,35 @@ class OptimizerFeaturesTest(absltest.TestCase):
              np.abs(self.ref[k] - self.init[k]).max() > 1e-5]
     self.assertNotEmpty(moved)
 
+  def test_adafactor_trains_with_freeze_and_lr_scales(self):
+    tc = dataclasses.replace(
+        self.base, optimizer='adafactor', learning_rate=3e-3, clip_norm=1.0,
+        num_steps=6, freeze=('vit',), lr_scales={'decoder': 0.5})
+    tr = trainer_lib.Trainer(model_lib.RAHFModel(self.cfg), tc, 6, 7)
+    tr.init_state()
+    init = jax.device_get(tr.state.params)
+    gb = tr.put_batch(self.batch)
+    tr.compile({k: jax.ShapeDtypeStruct(v.shape, v.dtype)
+                for k, v in gb.items()})
+    losses = [float(tr.step(gb)['loss/total']) for _ in range(6)]
+    self.assertLess(losses[-1], losses[0] - 0.05, losses)
+    params = jax.device_get(tr.state.params)
+    for k, v in flax.traverse_util.flatten_dict(init['img'], sep='/').items():
+      np.testing.assert_array_equal(
+          v, flax.traverse_util.flatten_dict(params['img'], sep='/')[k],
+          err_msg=k)
+
+  def test_compiler_options_reach_the_compiler(self):
+    tc = dataclasses.replace(self.base,
+                             compiler_options={'xla_no_such_option': True})
+    tr = trainer_lib.Trainer(model_lib.RAHFModel(self.cfg), tc, 6, 7)
+    abstract, tr.state_shardings = tr.abstract_state()
+    tr.state = nn.meta.unbox(abstract)
+    spec = {k: jax.ShapeDtypeStruct(v.shape, v.dtype)
+            for k, v in self.batch.items()}
+    with self.assertRaisesRegex(Exception, 'xla_no_such_option'):
+      tr.compile(spec)
+
   def test_unknown_module_name_lists_the_modules(self):
     tc = dataclasses.replace(self.base, freeze=('vitt',))
     with self.assertRaisesRegex(ValueError, r"'vitt' matches no parameter.*"
@@ -274,6 +318,72 @@ class ConfigTest(absltest.TestCase):
     self.assertEqual(tc.freeze, ('vit',))
     self.assertEqual(dict(tc.lr_scales), {'decoder': 0.1})
     self.assertEqual(tc.mesh_sizes(), {'data': -1, 'fsdp': 1, 'model': 1})
+
+  def test_new_options_are_validated(self):
+    bad = [({'optimizer': 'sgd'}, r"optimizer='sgd'.*'adamw', 'adafactor'"),
+           ({'mu_dtype': 'int8'}, r"mu_dtype='int8'.*float dtype"),
+           ({'mu_dtype': 'bfloat17'}, r"mu_dtype='bfloat17'"),
+           ({'optimizer': 'adafactor', 'mu_dtype': 'bfloat16'},
+            r"mu_dtype='bfloat16' applies to optimizer='adamw' only"),
+           ({'cpu_memory_scheduler': 'yes'},
+            r"cpu_memory_scheduler='yes'; expected a bool"),
+           ({'compiler_options': ['a']}, r'compiler_options=.*expected a dict'),
+           ({'compiler_options': {1: True}}, r'compiler_options=')]
+    for kwargs, pattern in bad:
+      with self.assertRaisesRegex(ValueError, pattern, msg=str(kwargs)):
+        trainer_lib.TrainConfig(**kwargs)
+
+  def test_cpu_memory_scheduler_flag(self):
+    on, off = trainer_lib.TrainConfig(), trainer_lib.TrainConfig(
+        cpu_memory_scheduler=False)
+    flag = trainer_lib.CPU_SCHEDULER_FLAG
+    self.assertEqual(trainer_lib.xla_flags_for(on, '--a=1'),
+                     f'--a=1 {flag}=false')
+    self.assertEqual(trainer_lib.xla_flags_for(off, '--a=1'), '--a=1')
+    # A value already in the environment wins.
+    self.assertEqual(trainer_lib.xla_flags_for(on, f'{flag}=true'),
+                     f'{flag}=true')
+    jax.devices()  # The backend is up: too late to change XLA_FLAGS.
+    with mock.patch.dict(os.environ, {'XLA_FLAGS': '--a=1'}):
+      self.assertFalse(trainer_lib.set_process_xla_flags(on))
+      self.assertEqual(os.environ['XLA_FLAGS'], '--a=1')
+      self.assertTrue(trainer_lib.set_process_xla_flags(off))
+      with mock.patch.object(trainer_lib.xla_bridge,
+                             'backends_are_initialized', lambda: False):
+        self.assertTrue(trainer_lib.set_process_xla_flags(on))
+      self.assertEqual(os.environ['XLA_FLAGS'], f'--a=1 {flag}=false')
+
+  def test_adafactor_state_is_factored(self):
+    params = {'w': jnp.zeros((256, 384)), 'b': jnp.zeros((384,))}
+    adam = trainer_lib.make_optimizer(trainer_lib.TrainConfig())
+    ada = trainer_lib.make_optimizer(
+        trainer_lib.TrainConfig(optimizer='adafactor'))
+    size = lambda tree: sum(x.size for x in jax.tree.leaves(tree))
+    self.assertGreaterEqual(size(adam.init(params)), 2 * size(params))
+    # Row and column statistics of w, a full second moment of b.
+    self.assertLess(size(ada.init(params)), 256 + 384 + 384 + 10)
+
+  def test_adafactor_decays_weights_like_adamw(self):
+    params = {'w': jnp.ones((4, 4)), 'b': jnp.ones((4,))}
+    grads = jax.tree.map(jnp.zeros_like, params)
+    tc = trainer_lib.TrainConfig(optimizer='adafactor', learning_rate=0.1,
+                                 weight_decay=0.5, warmup_steps=0,
+                                 schedule='constant', clip_norm=0.0)
+    tx = trainer_lib.make_optimizer(tc)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    # Zero gradients: only the decoupled decay -lr * wd * w, on matrices.
+    np.testing.assert_allclose(updates['w'], -0.05, rtol=1e-6)
+    np.testing.assert_array_equal(updates['b'], 0.0)
+
+  def test_adamw_first_moment_dtype(self):
+    tx = trainer_lib.make_optimizer(
+        trainer_lib.TrainConfig(mu_dtype='bfloat16'))
+    state = tx.init({'w': jnp.zeros((3, 3))})
+    adam = [s for s in jax.tree.leaves(
+        state, is_leaf=lambda x: hasattr(x, 'mu')) if hasattr(s, 'mu')]
+    self.assertLen(adam, 1)
+    self.assertEqual(adam[0].mu['w'].dtype, jnp.bfloat16)
+    self.assertEqual(adam[0].nu['w'].dtype, jnp.float32)
 
   def test_no_decay_on_vectors(self):
     mask = trainer_lib._decay_mask({'k': np.zeros((2, 2)), 'b': np.zeros(2)})
