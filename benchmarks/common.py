@@ -259,8 +259,15 @@ def compile_ahead(fn: Callable[..., Any], *args,
   lowered = jax.jit(fn, **jit_kwargs).lower(*args)
   compiled = lowered.compile()
   seconds = time.perf_counter() - t0
-  # Some backends give no pre-compilation analysis (seen on GPU, jax 0.11).
-  return compiled, seconds, cost_flops(lowered) or cost_flops(compiled)
+  return compiled, seconds, program_flops(lowered, compiled)
+
+
+def program_flops(lowered: Any, compiled: Any) -> float | None:
+  """`cost_flops` of the lowered program, else of the compiled one.
+
+  Some backends give no pre-compilation analysis (seen on GPU, jax 0.11).
+  """
+  return cost_flops(lowered) or cost_flops(compiled)
 
 
 def time_calls(call: Callable[[], Any], steps: int,

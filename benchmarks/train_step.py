@@ -108,8 +108,8 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
        for k, v in global_batch.items()})
   # The trainer keeps the compiled step; its cost analysis is the FLOPs.
   compiled = getattr(trainer, '_compiled_step', None)
-  flops = (common.cost_flops(getattr(trainer, '_lowered_step', None)) or
-           common.cost_flops(compiled))
+  flops = common.program_flops(getattr(trainer, '_lowered_step', None),
+                               compiled)
   memory = common.memory_analysis_gib(compiled)
   if args.compile_only:
     times = []
