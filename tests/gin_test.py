@@ -104,8 +104,10 @@ class GinFilesTest(parameterized.TestCase):
     aux = trainer_lib.jax.device_get(tr.step(batch))
     self.assertEqual(int(tr.state.step), 1)
     self.assertTrue(math.isfinite(aux['loss/total']), aux)
-    if 'pretrain' in run:  # Text loss only.
+    if 'pretrain' in run:  # Text loss only, on caption batches.
       self.assertAlmostEqual(aux['loss/total'], aux['loss/text'], places=5)
+      self.assertEqual(gin.query_parameter('richhf_jax.DataConfig.task'),
+                       'caption')
     else:
       self.assertGreater(aux['loss/total'], aux['loss/text'])
 

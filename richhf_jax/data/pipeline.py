@@ -27,6 +27,12 @@ decoded), never the batches of earlier epochs. Optional train-time
 augmentation (`DataConfig.augment`) is applied to the training stream only,
 with randomness fixed by (`shuffle_seed`, host, position in the stream), so a
 resumed stream is augmented exactly as the uninterrupted one.
+
+`DataConfig.task` picks what the batches teach: 'richhf' (the RichHF-18K
+labels) or 'caption' (captioning pre-training over the same joined shards:
+each image's prompt, as the clean words the marked target is built from, is
+the decoder target, the encoder text is the fixed
+`preprocessors.CAPTION_PROMPT`, and the heads get zero loss weight).
 """
 
 import dataclasses
@@ -39,11 +45,15 @@ import jax
 import numpy as np
 
 from richhf_jax.data import preprocessors as pp
+from richhf_jax.data import release
 from richhf_jax.data import tasks
 from richhf_jax.models import rahf
 
 # Epoch seeds: seed * _EPOCH_STRIDE + epoch.
 _EPOCH_STRIDE = 1_000_003
+
+# What the batches teach (`DataConfig.task`).
+TASKS = ('richhf', 'caption')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +93,11 @@ class DataConfig:
       'port' (the PyTorch port's `rahf.PORT_AUGMENTED_TASKS`: `<output>
       HEATMAP: <type> </output> <prompt>`, ..., the bare prompt for the
       keyword task), e.g. to fine-tune the port's weights.
+    task: one of `TASKS`: 'richhf' (default; the RichHF-18K labels) or
+      'caption' (captioning pre-training on the joined shards: target = the
+      image's prompt as clean words, encoder text =
+      `preprocessors.CAPTION_PROMPT`, zero head loss weights;
+      `source='tfrecord'` only).
   """
   data_dir: str
   vocab_path: str
@@ -95,6 +110,7 @@ class DataConfig:
   cache_decoded: bool = False
   augment: str = 'none'
   augmented_prompts: str = 'paper'
+  task: str = 'richhf'
 
   def __post_init__(self):
     if not os.path.isdir(self.data_dir):
@@ -117,6 +133,13 @@ class DataConfig:
       raise ValueError(
           f'DataConfig.augmented_prompts={self.augmented_prompts!r}; expected '
           f'one of {tasks.AUGMENTED_PROMPTS}')
+    if self.task not in TASKS:
+      raise ValueError(f'DataConfig.task={self.task!r}; expected one of '
+                       f'{TASKS}')
+    if self.task == 'caption' and self.source != 'tfrecord':
+      raise ValueError(
+          f"DataConfig.task='caption' reads the joined shards' images and "
+          f"prompts; it needs source='tfrecord', got {self.source!r}")
 
 
 SPLITS = ('train', 'validation', 'test')
@@ -167,7 +190,17 @@ def task_name(data: DataConfig, model_config: rahf.RAHFConfig) -> str:
         "the model has the PyTorch port's wiring but the data uses the "
         "paper's augmented prompts; set DataConfig.augmented_prompts='port' "
         "to match the port's weights")
-  return names['augmented' if _augmented(model_config) else 'multihead']
+  augmented = _augmented(model_config)
+  if data.task == 'caption':
+    return tasks.register_caption_task(
+        f'{data.name_prefix}_caption' + ('_augmented' if augmented else ''),
+        tasks.caption_tfrecord_source(tasks.split_patterns(data.data_dir),
+                                      release.IMAGE, release.CLEAN_PROMPT),
+        data.vocab_path, model_config.vit.image_size, hm[0],
+        image_key=release.IMAGE, caption_key=release.CLEAN_PROMPT,
+        augmented=augmented,
+        shuffle_buffer_size=data.shuffle_buffer_size)
+  return names['augmented' if augmented else 'multihead']
 
 
 def feature_lengths(data: DataConfig,

@@ -100,6 +100,32 @@ class PipelineTest(absltest.TestCase):
     model_lib.check_batch(batch, config)
     model_lib.check_batch(next(self._train()), self.model_config)
 
+  def test_caption_task_targets_the_prompt(self):
+    caption = dataclasses.replace(self.data, task='caption')
+    lengths = {'input_length': 24, 'target_length': 24}
+    labelled = next(pipeline.numpy_batches(pipeline.get_dataset(
+        dataclasses.replace(self.data, **lengths), self.model_config,
+        'validation', 3, shuffle=False, repeat=False)))
+    cap = next(pipeline.numpy_batches(pipeline.get_dataset(
+        dataclasses.replace(caption, **lengths), self.model_config,
+        'validation', 3, shuffle=False, repeat=False)))
+    strip = lambda row: [int(t) for t in row if t > 1]  # no pad, no EOS
+    for i in range(3):
+      # The decoder writes the (clean) prompt the labelled task encodes.
+      self.assertEqual(strip(cap['decoder_target_tokens'][i]),
+                       strip(labelled['encoder_input_tokens'][i]))
+      # Every caption example has the same fixed encoder text.
+      np.testing.assert_array_equal(cap['encoder_input_tokens'][i],
+                                    cap['encoder_input_tokens'][0])
+    self.assertFalse(np.array_equal(cap['decoder_target_tokens'][0],
+                                    cap['decoder_target_tokens'][1]))
+    np.testing.assert_array_equal(cap['heatmap_weight'], 0.0)
+    np.testing.assert_array_equal(cap['score_weight'], 0.0)
+    np.testing.assert_array_equal(labelled['heatmap_weight'], 1.0)
+    train = next(self._train(data=caption))  # the training stream too
+    model_lib.check_batch(train, self.model_config)
+    np.testing.assert_array_equal(train['heatmap_weight'], 0.0)
+
   def test_start_step_needs_repeat(self):
     with self.assertRaisesRegex(ValueError, 'repeat'):
       pipeline.get_dataset(self.data, self.model_config, 'train', 2,
@@ -109,6 +135,12 @@ class PipelineTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, 'source'):
       pipeline.DataConfig(self.paths['joined'], self.paths['vocab'],
                           source='parquet')
+    with self.assertRaisesRegex(ValueError, r"task='captions'"):
+      pipeline.DataConfig(self.paths['joined'], self.paths['vocab'],
+                          task='captions')
+    with self.assertRaisesRegex(ValueError, "needs source='tfrecord'"):
+      pipeline.DataConfig(self.paths['joined'], self.paths['vocab'],
+                          task='caption', source='tfds')
 
 
 if __name__ == '__main__':
