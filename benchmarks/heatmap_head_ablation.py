@@ -16,13 +16,20 @@
 A tiny RAHF (64 px images, 8x8 patch grid, tiny ViT and T5) is trained twice
 on the same synthetic examples, in the same order, with the same optimizer
 (`richhf_jax.trainer.Trainer`: clip + AdamW, cosine schedule) and seed; only
-the heatmap head differs. Both heads output 128x128 heatmaps, 16x the grid,
-the paper configuration's geometry (24x24 grid -> 384x384):
+the heatmap head differs. By default both heads output 128x128 heatmaps, 16x
+the grid, the paper configuration's geometry (24x24 grid -> 384x384):
 
   port       the `port` op structure with 1/8 of its channels: four
              transposed-conv blocks (96, 48, 48, 24) up to 128x128;
   efficient  the `efficient` structure with 1/8 of its channels: two blocks
              (32, 16) up to 32x32, then a 4x bilinear resize of the logits.
+
+`--heatmap_size 64` (8x the grid) drops the port's last block and makes the
+efficient head's resize 2x: 4x cheaper, for CPUs where the 128x128 port
+head trains too slowly. Either way the efficient head predicts at 32x32,
+where a rater's disc (radius 1/20 of the side) is 1.6 pixels wide; the
+paper configuration's efficient head predicts at 96x96 (4.8 pixels), so
+this comparison is harder on the efficient head than the real one.
 
 It prints the test-set heatmap metrics of both (CC, KLD, SIM, NSS, AUC-Judd,
 MSE, per heatmap type) side by side with the relative difference, then one
@@ -34,7 +41,7 @@ marked targets are tokenized by a word-level vocabulary of the generated
 prompts (the text only feeds the fusion encoder and the keyword loss).
 
   python benchmarks/heatmap_head_ablation.py [--num_train 512]
-      [--num_test 128] [--steps 400] [--batch_size 16]
+      [--num_test 128] [--steps 400] [--batch_size 16] [--heatmap_size 128]
 """
 
 import argparse
@@ -67,7 +74,7 @@ from richhf_jax.models import score_head
 # pylint: enable=g-import-not-at-top
 
 IMAGE_SIZE = 64
-HEATMAP_SIZE = 128
+HEATMAP_SIZES = (128, 64)
 INPUT_LENGTH = 24
 TARGET_LENGTH = 24
 VOCAB_SIZE = 512
@@ -75,22 +82,32 @@ METRICS = ('cc', 'kld', 'sim', 'nss', 'auc_judd', 'mse_all')
 # Lower is better for these; higher for the others.
 LOWER_IS_BETTER = ('kld', 'mse_all')
 
-HEADS = {
-    'port': heatmap_head.get_heatmap_head_config(
-        'port', conv_channels=(96, 48), upsample_channels=(96, 48, 48, 24),
-        final_channels=(24,)),
-    'efficient': heatmap_head.get_heatmap_head_config(
+HEADS = ('port', 'efficient')
+
+
+def head_config(head: str, heatmap_size: int = 128):
+  """The ablation's heatmap head `head` for `heatmap_size` outputs."""
+  if heatmap_size not in HEATMAP_SIZES:
+    raise ValueError(f'heatmap_size={heatmap_size}; expected one of '
+                     f'{HEATMAP_SIZES}')
+  if head == 'port':
+    up = (96, 48, 48, 24) if heatmap_size == 128 else (96, 48, 24)
+    return heatmap_head.get_heatmap_head_config(
+        'port', conv_channels=(96, 48), upsample_channels=up,
+        final_channels=(24,))
+  if head == 'efficient':
+    return heatmap_head.get_heatmap_head_config(
         'efficient', conv_channels=(96, 48), upsample_channels=(32, 16),
-        final_channels=(8,)),
-}
+        final_channels=(8,), bilinear_upsample=heatmap_size // 32)
+  raise ValueError(f'unknown head {head!r}; expected one of {HEADS}')
 
 
-def model_config(head: str) -> rahf.RAHFConfig:
-  """The tiny RAHF with heatmap head `head` (a key of HEADS)."""
+def model_config(head: str, heatmap_size: int = 128) -> rahf.RAHFConfig:
+  """The tiny RAHF with heatmap head `head` (one of HEADS)."""
   return rahf.RAHFConfig(
       vit=config_lib.vit_config('tiny', image_size=IMAGE_SIZE, patch_size=8),
       t5=config_lib.t5_config('tiny', vocab_size=VOCAB_SIZE),
-      heatmap_head=HEADS[head],
+      heatmap_head=head_config(head, heatmap_size),
       score_head=score_head.get_score_head_config('tiny'),
       heatmap_loss='bce')
 
@@ -108,7 +125,8 @@ class WordVocab:
     return np.asarray(ids + [0] * (length - len(ids)), np.int32)
 
 
-def make_data(num: int, split: str, seed: int) -> dict[str, np.ndarray]:
+def make_data(num: int, split: str, seed: int,
+              heatmap_size: int = 128) -> dict[str, np.ndarray]:
   """Synthetic examples as arrays (texts kept as lists)."""
   images, imp, mis, scores, prompts, targets = [], [], [], [], [], []
   for i in range(num):
@@ -125,7 +143,7 @@ def make_data(num: int, split: str, seed: int) -> dict[str, np.ndarray]:
     targets.append(release.marked_target(words, ex.labels))
   maps = np.stack(imp + mis).astype(np.float32) / 255.0
   maps = np.clip(np.asarray(jax.image.resize(
-      maps, (maps.shape[0], HEATMAP_SIZE, HEATMAP_SIZE), 'linear',
+      maps, (maps.shape[0], heatmap_size, heatmap_size), 'linear',
       antialias=True)), 0.0, 1.0)
   return dict(image=np.stack(images), implausibility_heatmap=maps[:num],
               misalignment_heatmap=maps[num:],
@@ -148,7 +166,7 @@ def tokenize(data: dict, vocab: WordVocab) -> dict[str, np.ndarray]:
 def train_and_eval(head: str, train: dict, test: dict,
                    args: argparse.Namespace) -> dict:
   """Trains one model; returns its test heatmap metrics and timings."""
-  config = model_config(head)
+  config = model_config(head, args.heatmap_size)
   model = model_lib.RAHFModel(config)
   tc = trainer_lib.TrainConfig(
       num_steps=args.steps, batch_size=args.batch_size,
@@ -178,12 +196,13 @@ def train_and_eval(head: str, train: dict, test: dict,
                       s:s + args.batch_size]))
     for k in rahf.HEATMAP_TYPES:
       preds[k].append(np.asarray(out[f'{k}_heatmap']))
-  hc = HEADS[head]
+  hc = config.heatmap_head
   row = dict(benchmark='heatmap_head_ablation', head=head,
              conv_channels=hc.conv_channels,
              upsample_channels=hc.upsample_channels,
              final_channels=hc.final_channels,
              bilinear_upsample=hc.bilinear_upsample,
+             heatmap_size=args.heatmap_size,
              steps=args.steps, batch_size=args.batch_size,
              num_train=n, num_test=int(test['image'].shape[0]),
              train_sec=round(train_sec, 1),
@@ -211,6 +230,8 @@ def main(argv=None) -> int:
   parser.add_argument('--batch_size', type=int, default=16)
   parser.add_argument('--learning_rate', type=float, default=2e-3)
   parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--heatmap_size', type=int, default=128,
+                      choices=HEATMAP_SIZES)
   parser.add_argument('--heads', type=common.csv_list(str),
                       default=list(HEADS))
   args = parser.parse_args(argv)
@@ -221,8 +242,9 @@ def main(argv=None) -> int:
     if h not in HEADS:
       parser.error(f'--heads {h!r}: expected some of {list(HEADS)}')
   t0 = time.perf_counter()
-  train_raw = make_data(args.num_train, 'train', args.seed)
-  test_raw = make_data(args.num_test, 'test', args.seed)
+  train_raw = make_data(args.num_train, 'train', args.seed,
+                        args.heatmap_size)
+  test_raw = make_data(args.num_test, 'test', args.seed, args.heatmap_size)
   vocab = WordVocab(train_raw['prompts'] + train_raw['targets'])
   train, test = tokenize(train_raw, vocab), tokenize(test_raw, vocab)
   common.log(f'data ready in {time.perf_counter() - t0:.1f}s')

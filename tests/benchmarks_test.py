@@ -221,9 +221,17 @@ class HelpersTest(absltest.TestCase):
     self.assertEqual(rows[0]['num_gt_positive'], 2)
 
   def test_ablation_heads_share_output_size(self):
-    sizes = {h: heatmap_head_ablation.model_config(h).heatmap_size
-             for h in heatmap_head_ablation.HEADS}
-    self.assertEqual(sizes, {'port': (128, 128), 'efficient': (128, 128)})
+    for size in heatmap_head_ablation.HEATMAP_SIZES:
+      configs = {h: heatmap_head_ablation.model_config(h, size)
+                 for h in heatmap_head_ablation.HEADS}
+      for h, config in configs.items():
+        self.assertEqual(config.heatmap_size, (size, size), (h, size))
+      # The efficient head predicts at 32x32 and resizes the logits.
+      eff = configs['efficient'].heatmap_head
+      self.assertEqual(size // eff.bilinear_upsample, 32)
+      self.assertEqual(configs['port'].heatmap_head.bilinear_upsample, 1)
+    with self.assertRaisesRegex(ValueError, 'heatmap_size'):
+      heatmap_head_ablation.model_config('port', 96)
     gap = heatmap_head_ablation.relative_gap
     self.assertAlmostEqual(gap(0.5, 0.49, 'cc'), 0.02)
     self.assertAlmostEqual(gap(0.5, 0.51, 'kld'), 0.02)
