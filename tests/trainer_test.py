@@ -184,13 +184,19 @@ class OptimizerFeaturesTest(absltest.TestCase):
     cls.init, cls.ref, cls.ref_aux = cls._one_step(cls.base)
 
   @classmethod
-  def _one_step(cls, tc):
+  def _compiled(cls, tc):
+    """(trainer with a compiled step, device batch, initial params)."""
     tr = trainer_lib.Trainer(model_lib.RAHFModel(cls.cfg), tc, 6, 7)
     tr.init_state()
     init = jax.device_get(tr.state.params)
     gb = tr.put_batch(cls.batch)
     tr.compile({k: jax.ShapeDtypeStruct(v.shape, v.dtype)
                 for k, v in gb.items()})
+    return tr, gb, init
+
+  @classmethod
+  def _one_step(cls, tc):
+    tr, gb, init = cls._compiled(tc)
     aux = jax.device_get(tr.step(gb))
     params = jax.device_get(tr.state.params)
     return (flax.traverse_util.flatten_dict(init, sep='/'),
@@ -238,12 +244,7 @@ class OptimizerFeaturesTest(absltest.TestCase):
     tc = dataclasses.replace(
         self.base, optimizer='adafactor', learning_rate=3e-3, clip_norm=1.0,
         num_steps=6, freeze=('vit',), lr_scales={'decoder': 0.5})
-    tr = trainer_lib.Trainer(model_lib.RAHFModel(self.cfg), tc, 6, 7)
-    tr.init_state()
-    init = jax.device_get(tr.state.params)
-    gb = tr.put_batch(self.batch)
-    tr.compile({k: jax.ShapeDtypeStruct(v.shape, v.dtype)
-                for k, v in gb.items()})
+    tr, gb, init = self._compiled(tc)
     losses = [float(tr.step(gb)['loss/total']) for _ in range(6)]
     self.assertLess(losses[-1], losses[0] - 0.05, losses)
     params = jax.device_get(tr.state.params)

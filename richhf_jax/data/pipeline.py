@@ -178,18 +178,6 @@ def task_name(data: DataConfig, model_config: rahf.RAHFConfig) -> str:
   hm = model_config.heatmap_size
   if hm[0] != hm[1]:
     raise ValueError(f'non-square heatmap size {hm} is not supported')
-  names = tasks.register_tasks(
-      data_dir=data.data_dir, vocab_path=data.vocab_path,
-      image_size=model_config.vit.image_size, heatmap_size=hm[0],
-      name_prefix=data.name_prefix, source=data.source,
-      shuffle_buffer_size=data.shuffle_buffer_size,
-      augmented_prompts=data.augmented_prompts)
-  if (_augmented(model_config) and data.augmented_prompts == 'paper'
-      and model_config.encoder_image_tokens == 'cls_and_patches'):
-    logging.warning(
-        "the model has the PyTorch port's wiring but the data uses the "
-        "paper's augmented prompts; set DataConfig.augmented_prompts='port' "
-        "to match the port's weights")
   augmented = _augmented(model_config)
   if data.task == 'caption':
     return tasks.register_caption_task(
@@ -200,6 +188,18 @@ def task_name(data: DataConfig, model_config: rahf.RAHFConfig) -> str:
         image_key=release.IMAGE, caption_key=release.CLEAN_PROMPT,
         augmented=augmented,
         shuffle_buffer_size=data.shuffle_buffer_size)
+  names = tasks.register_tasks(
+      data_dir=data.data_dir, vocab_path=data.vocab_path,
+      image_size=model_config.vit.image_size, heatmap_size=hm[0],
+      name_prefix=data.name_prefix, source=data.source,
+      shuffle_buffer_size=data.shuffle_buffer_size,
+      augmented_prompts=data.augmented_prompts)
+  if (augmented and data.augmented_prompts == 'paper'
+      and model_config.encoder_image_tokens == 'cls_and_patches'):
+    logging.warning(
+        "the model has the PyTorch port's wiring but the data uses the "
+        "paper's augmented prompts; set DataConfig.augmented_prompts='port' "
+        "to match the port's weights")
   return names['augmented' if augmented else 'multihead']
 
 
