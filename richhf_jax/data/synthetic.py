@@ -341,7 +341,9 @@ def rater_heatmap(points_per_rater: Sequence[Sequence[tuple[float, float]]],
     union of discs of radius size / 20).
   """
   radius = DISC_RADIUS_FRACTION * size
-  yy, xx = np.mgrid[:size, :size].astype(np.float32) + 0.5
+  # Pixel-centre coordinates as a column and a row (broadcast per disc).
+  coords = np.arange(size, dtype=np.float32) + 0.5
+  yy, xx = coords[:, None], coords[None, :]
   total = np.zeros((size, size), np.float32)
   for points in points_per_rater:
     mask = np.zeros((size, size), bool)
@@ -352,8 +354,8 @@ def rater_heatmap(points_per_rater: Sequence[Sequence[tuple[float, float]]],
           min(size, y * size + radius + 2))
       if x0 >= x1 or y0 >= y1:
         continue
-      mask[y0:y1, x0:x1] |= ((xx[y0:y1, x0:x1] - x * size) ** 2 +
-                             (yy[y0:y1, x0:x1] - y * size) ** 2
+      mask[y0:y1, x0:x1] |= ((xx[:, x0:x1] - x * size) ** 2 +
+                             (yy[y0:y1] - y * size) ** 2
                              <= radius ** 2)
     total += mask
   return np.round(total / max(1, len(points_per_rater)) * 255).astype(
@@ -379,7 +381,8 @@ def _rate(rng, centers) -> tuple[list[list[tuple[float, float]]],
 
 def _png(arr: np.ndarray) -> bytes:
   buf = io.BytesIO()
-  Image.fromarray(arr, mode='L').save(buf, format='PNG', optimize=False)
+  # Lossless at any level; level 1 encodes ~3x faster than the default 6.
+  Image.fromarray(arr, mode='L').save(buf, format='PNG', compress_level=1)
   return buf.getvalue()
 
 
