@@ -22,6 +22,10 @@ import argparse
 import contextlib
 import io
 import json
+import os
+import subprocess
+import sys
+import tempfile
 
 from absl.testing import absltest
 import numpy as np
@@ -37,6 +41,7 @@ from benchmarks import heatmap_head_ablation
 from benchmarks import inference
 from benchmarks import run_all
 from benchmarks import train_step
+from benchmarks import xla_peak
 from richhf_jax.data import synthetic
 
 TINY = ['--config', 'tiny', '--batch', '1', '--steps', '1', '--warmup', '0',
@@ -242,6 +247,45 @@ class HelpersTest(absltest.TestCase):
         self.assertTrue(script.endswith('.py'), name)
         self.assertNotIn('tiny', arguments)
     self.assertEqual(run_all.json_lines('x\n{"a": 1}\n{bad}\n'), [{'a': 1}])
+
+
+# Compiles a function whose plan has two 512x512 float32 buffers alive at
+# once (x and sin(x), both read by the last op), with XLA's dump on.
+_DUMP_PROGRAM = '''
+import jax, jax.numpy as jnp
+f = jax.jit(lambda x: jnp.sum(jnp.sin(x) * (x @ x)))
+f.lower(jax.ShapeDtypeStruct((512, 512), jnp.float32)).compile()
+'''
+
+
+class XlaPeakTest(absltest.TestCase):
+
+  def test_reads_a_real_dump(self):
+    with tempfile.TemporaryDirectory() as d:
+      env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=(
+          f'--xla_dump_to={d} --xla_dump_hlo_module_re=.*lambda.* '
+          '--xla_dump_hlo_pass_re=NONE'))
+      subprocess.run([sys.executable, '-c', _DUMP_PROGRAM], env=env,
+                     check=True, capture_output=True)
+      peak = xla_peak.read_peak(xla_peak.find_module(d, 'lambda'))
+      out = io.StringIO()
+      with contextlib.redirect_stdout(out):
+        self.assertEqual(xla_peak.main([d, '--module', 'lambda']), 0)
+      with self.assertRaisesRegex(FileNotFoundError, 'no_such_module'):
+        xla_peak.find_module(d, 'no_such_module')
+    big = [b for b in peak.alive if b.shape.startswith('f32[512,512]')]
+    self.assertGreaterEqual(len(big), 2)
+    self.assertGreaterEqual(peak.bytes, 2 * 512 * 512 * 4)
+    self.assertEqual(peak.bytes, sum(b.size for b in peak.alive))
+    self.assertLess(peak.index, peak.length)
+    for b in peak.alive:
+      self.assertLessEqual(b.start, peak.index)
+      self.assertGreaterEqual(b.end, peak.index)
+    shapes = xla_peak.by_shape(peak)
+    self.assertTrue(shapes[0][0].startswith('f32[512,512]'), shapes)
+    row = run_all.json_lines(out.getvalue())[0]
+    self.assertEqual(row['benchmark'], 'xla_peak')
+    self.assertAlmostEqual(row['peak_gib'], peak.bytes / 2**30, places=3)
 
 
 if __name__ == '__main__':
