@@ -149,8 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   gib = 2 ** 30
   print(f'{peak.module}: peak {peak.bytes / gib:.2f} GiB alive at '
         f'instruction {peak.index} of {peak.length} ({peak.instruction})')
+  shapes = by_shape(peak)[:args.top]
   print(f'{"GiB":>7} {"count":>5}  shape')
-  for shape, size, n in by_shape(peak)[:args.top]:
+  for shape, size, n in shapes:
     print(f'{size / gib:7.2f} {n:5d}  {shape}')
   print(f'{"MiB":>7} {"made":>6} {"freed":>6}  buffer')
   for b in peak.alive[:args.top]:
@@ -161,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       peak_gib=round(peak.bytes / gib, 3), index=peak.index,
       length=peak.length, instruction=peak.instruction,
       by_shape=[dict(shape=s, gib=round(n / gib, 3), count=c)
-                for s, n, c in by_shape(peak)[:args.top]])))
+                for s, n, c in shapes])))
   return 0
 
 
