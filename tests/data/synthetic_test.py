@@ -49,9 +49,10 @@ class SyntheticTest(absltest.TestCase):
     super().setUpClass()
     cls.tmp = tempfile.mkdtemp()
     cls.dirs = [os.path.join(cls.tmp, n) for n in ('a', 'b', 'c')]
-    for d, seed in zip(cls.dirs, (3, 3, 4)):
+    # 'b' repeats 'a' with two worker processes: the same bytes.
+    for d, seed, workers in zip(cls.dirs, (3, 3, 4), (1, 2, 1)):
       synthetic.generate(d, seed=seed, rows_per_shard=8, row_group_size=3,
-                         **_COUNTS)
+                         workers=workers, **_COUNTS)
     cls.root = cls.dirs[0]
     cls.meta = {s: [json.loads(l) for l in open(
         os.path.join(cls.root, 'meta', f'{s}.jsonl'))]
