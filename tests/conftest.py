@@ -17,6 +17,13 @@ import os
 import pathlib
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# The suite's time is mostly XLA:CPU compiling tiny models: without LLVM's
+# optimizations they compile ~30% faster and still run fast enough. Set
+# before JAX starts; subprocesses (multi-process and resume tests) inherit
+# it. An explicit level in XLA_FLAGS wins.
+if 'xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                             ' --xla_backend_optimization_level=0').strip()
 
 import jax  # pylint: disable=g-import-not-at-top
 
