@@ -260,3 +260,172 @@ def beam_search(tokens_to_logits: StepFn, cache: Cache, *, batch_size: int,
   seqs = jnp.where(any_fin[:, None, None], fin_seqs, live_seqs)
   scores = jnp.where(any_fin[:, None], fin_scores, live_scores)
   return seqs, scores
+
+
+def set_cache_index(cache: Cache, index: Array, *,
+                    add_axis: bool = False) -> Cache:
+  """Sets every `cache_index` leaf of a decoder cache to `index`.
+
+  Args:
+    cache: a decoder cache (its `cache_index` leaves are scalars, or
+      [layers] under nn.scan, with index.shape appended once add_axis has
+      been used).
+    index: a scalar, or [B] (one position per sequence).
+    add_axis: append index.shape to every leaf's shape (turns a shared
+      index into per-sequence ones); else leaves keep their shape.
+
+  Returns:
+    The cache with new `cache_index` leaves.
+  """
+  index = jnp.asarray(index, jnp.int32)
+
+  def fn(path, x):
+    if getattr(path[-1], 'key', None) != 'cache_index':
+      return x
+    shape = x.shape + index.shape if add_axis else x.shape
+    return jnp.broadcast_to(index, shape).astype(x.dtype)
+  return jax.tree_util.tree_map_with_path(fn, cache)
+
+
+def prompt_draft(source: Array, pointer: Array, draft_len: int) -> Array:
+  """The draft tokens: `draft_len` tokens of `source` from `pointer` on.
+
+  Args:
+    source: int [B, S], the prompt tokens the output copies (0 = pad).
+    pointer: int [B], where in `source` the draft starts.
+    draft_len: number of draft tokens K.
+
+  Returns:
+    int32 [B, K]; positions past the end of `source` are pad (0).
+  """
+  padded = jnp.pad(source.astype(jnp.int32), ((0, 0), (0, draft_len)))
+  idx = pointer[:, None] + jnp.arange(draft_len)[None, :]
+  idx = jnp.minimum(idx, padded.shape[1] - 1)
+  return jnp.take_along_axis(padded, idx, axis=1)
+
+
+def advance_pointer(source: Array, pointer: Array, accepted: Array,
+                    last: Array) -> Array:
+  """Moves the copy pointer past a block's accepted and last tokens.
+
+  The accepted draft tokens were `source[pointer : pointer + accepted]`.
+  The block's last token (the model's own choice) continues the copy if it
+  occurs in `source` at or after `pointer + accepted`: the pointer moves past
+  its first such occurrence (this follows skipped words). Otherwise it is a
+  token of the model's own (a keyword mark) and the pointer stays after the
+  accepted tokens.
+
+  Args:
+    source: int [B, S] (0 = pad, never matched).
+    pointer: int [B], the block's draft start.
+    accepted: int [B], the accepted draft tokens.
+    last: int [B], the block's last emitted token.
+
+  Returns:
+    int32 [B], the next draft start.
+  """
+  start = pointer + accepted
+  pos = jnp.arange(source.shape[1])[None, :]
+  hit = ((source == last[:, None]) & (source != PAD_ID)
+         & (pos >= start[:, None]))
+  first = jnp.argmax(hit, axis=1)
+  return jnp.where(jnp.any(hit, axis=1), first + 1, start).astype(jnp.int32)
+
+
+def speculative_greedy_decode(tokens_to_logits: StepFn, cache: Cache, *,
+                              draft_source: Array, draft_len: int,
+                              batch_size: int, max_decode_len: int,
+                              eos_id: int = EOS_ID, pad_id: int = PAD_ID,
+                              start_id: int = START_ID
+                              ) -> tuple[Array, Array, Array]:
+  """Greedy decoding that verifies K tokens copied from the prompt per call.
+
+  The keyword output is the prompt written back with a few words marked, so
+  most next tokens are the prompt's next tokens. Each call feeds, per
+  sequence, its last emitted token and K draft tokens copied from
+  `draft_source` (`prompt_draft`) through the decoder at once ([B, K + 1]
+  tokens: the weights are read once for all of them) and keeps the longest
+  prefix of the draft that equals the model's own argmax choices, plus the
+  model's next choice after it. Every emitted token is therefore the argmax
+  the one-token decoder would have emitted (up to float rounding of the
+  different matrix shapes); a call emits 1 to K + 1 tokens per sequence.
+  Each sequence keeps its own cache position (the cache index becomes a [B]
+  vector), so one sequence's rejected draft does not hold back the others.
+
+  Args:
+    tokens_to_logits: step function called with [batch_size, K + 1] tokens,
+      returning logits [batch_size, K + 1, vocab] and the cache advanced by
+      K + 1 positions.
+    cache: the initialised cache for batch_size sequences, at least
+      max_decode_len + K + 1 long.
+    draft_source: int [batch_size, S], the prompt tokens (0 = pad).
+    draft_len: K >= 1.
+    batch_size: number of sequences.
+    max_decode_len: decoded length.
+    eos_id: end-of-sequence id.
+    pad_id: written after EOS.
+    start_id: the first decoder input token.
+
+  Returns:
+    (tokens, log_probs, calls): as `greedy_decode`, plus the number of
+    decoder calls (int32 scalar).
+
+  Raises:
+    ValueError: for non-positive sizes or a draft_source of another batch.
+  """
+  k, n, b = draft_len, max_decode_len, batch_size
+  if min(k, n, b) <= 0:
+    raise ValueError(f'draft_len={k}, max_decode_len={n} and batch_size={b} '
+                     'must be positive')
+  if draft_source.ndim != 2 or draft_source.shape[0] != b:
+    raise ValueError(f'draft_source has shape {draft_source.shape}; expected '
+                     f'[{b}, source_length]')
+  source = draft_source.astype(jnp.int32)
+  width = n + k + 1  # A finished sequence still writes a block at i <= n.
+  j = jnp.arange(k + 1)[None, :]
+
+  def cond(state):
+    _, _, _, finished, _, _, _, _ = state
+    return ~jnp.all(finished)
+
+  def body(state):
+    i, token, pointer, finished, seqs, score, calls, cache = state
+    draft = prompt_draft(source, pointer, k)  # [B, K]
+    block = jnp.concatenate([token, draft], axis=1)  # [B, K + 1]
+    logits, cache = tokens_to_logits(block, cache)
+    logits = jnp.reshape(logits, (b, k + 1, -1)).astype(jnp.float32)
+    pred = jnp.argmax(logits, axis=-1).astype(jnp.int32)  # [B, K + 1]
+    lp = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1),
+                             pred[..., None], axis=-1)[..., 0]
+    # Accepted drafts: the run of pred[:, j] == draft[:, j] from j = 0,
+    # cut so that nothing is emitted past position n - 1.
+    agree = jnp.cumprod((pred[:, :k] == draft).astype(jnp.int32), axis=1)
+    m = jnp.minimum(jnp.sum(agree, axis=1), n - 1 - i)
+    m = jnp.where(finished, 0, m)  # [B]
+    # The emitted tokens are pred[:, :m + 1]; mask what follows an EOS.
+    is_eos = pred == eos_id
+    eos_before = jnp.cumsum(is_eos, axis=1) - is_eos > 0
+    dead = finished[:, None] | eos_before | (j > m[:, None])
+    out = jnp.where(dead, pad_id, pred)
+    seqs = jax.vmap(lambda row, new, at: lax.dynamic_update_slice(
+        row, new, (at,)))(seqs, out, i)
+    score = score + jnp.sum(jnp.where(dead, 0.0, lp), axis=1)
+    last = jnp.take_along_axis(pred, m[:, None], axis=1)  # [B, 1]
+    pointer = advance_pointer(source, pointer, m, last[:, 0])
+    i = jnp.where(finished, i, i + m + 1)
+    finished = finished | jnp.any(is_eos & ~dead, axis=1) | (i >= n)
+    cache = set_cache_index(cache, i)
+    return i, last, pointer, finished, seqs, score, calls + 1, cache
+
+  cache = set_cache_index(cache, jnp.zeros((b,), jnp.int32), add_axis=True)
+  state = (jnp.zeros((b,), jnp.int32),
+           jnp.full((b, 1), start_id, jnp.int32),
+           jnp.zeros((b,), jnp.int32),
+           jnp.zeros((b,), bool),
+           jnp.full((b, width), pad_id, jnp.int32),
+           jnp.zeros((b,), jnp.float32),
+           jnp.array(0, jnp.int32), cache)
+  i, _, _, _, seqs, score, calls, _ = lax.while_loop(cond, body, state)
+  # Slots past a sequence's last emitted token hold a rejected block's tail.
+  seqs = jnp.where(jnp.arange(width)[None, :] < i[:, None], seqs, pad_id)
+  return seqs[:, :n], score, calls

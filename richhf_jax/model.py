@@ -195,6 +195,7 @@ class RAHFModel:
   def predict_batch(self, params: PyTree, batch: Mapping[str, Array], *,
                     max_decode_length: int,
                     num_beams: int = 1,
+                    draft_tokens: int = 0,
                     return_loss: bool = False) -> dict[str, Array]:
     """Heatmaps, scores and decoded keyword tokens for a batch.
 
@@ -205,6 +206,9 @@ class RAHFModel:
       batch: needs `image` and `encoder_input_tokens`.
       max_decode_length: decoded sequence length (tokens after the start).
       num_beams: 1 = greedy, else beam search.
+      draft_tokens: K > 0 (greedy only): each decoder call verifies K
+        tokens copied from the prompt (`decoding.speculative_greedy_decode`;
+        the same tokens as plain greedy decoding, fewer decoder calls).
       return_loss: also return the teacher-forced text loss `loss/text` (the
         batch must then carry decoder targets); it reuses the same encoder
         output.
@@ -221,8 +225,13 @@ class RAHFModel:
     out = self.module.apply(variables, encoded, method=rahf.RAHF.predict_heads)
     kw_encoded, kw_mask = self.module.apply(
         variables, encoded, mask, method=rahf.RAHF.keyword_encoding)
+    tokens = batch['encoder_input_tokens']
+    if self.config.variant == 'augmented':
+      tokens = tokens[:, -1]  # The keyword task's prompt.
     out['decoded'] = self._decode(params, kw_encoded, kw_mask,
-                                  max_decode_length, num_beams)
+                                  max_decode_length, num_beams,
+                                  draft_tokens=draft_tokens,
+                                  draft_source=tokens)
     if return_loss:
       logits = self.module.apply(
           variables, kw_encoded, kw_mask, batch['decoder_input_tokens'],
@@ -250,18 +259,34 @@ class RAHFModel:
     return t5.split_decode_cache(cache)
 
   def _decode(self, params: PyTree, encoded: Array, mask: Array,
-              max_decode_length: int, num_beams: int) -> Array:
+              max_decode_length: int, num_beams: int, *,
+              draft_tokens: int = 0,
+              draft_source: Array | None = None,
+              return_steps: bool = False) -> Array | tuple[Array, Array]:
     """Autoregressive decoding with the KV cache: [B, max_decode_length].
 
     The cache-initialising call projects the encoder output to every
     cross-attention layer's keys and values once; the decoding loop carries
     only the self-attention cache (`t5.split_decode_cache`) and closes over
     the encoder part, which beam search then shares across an example's
-    beams instead of copying it per beam.
+    beams instead of copying it per beam. With draft_tokens K > 0 (greedy)
+    each call verifies K tokens copied from draft_source [B, S], the prompt
+    tokens, and the cache is K + 1 positions longer to hold a whole block.
+    return_steps (draft_tokens > 0) also returns the number of decoder calls.
     """
     batch = encoded.shape[0]
+    if draft_tokens < 0:
+      raise ValueError(f'draft_tokens must be >= 0, got {draft_tokens}')
+    if draft_tokens and num_beams > 1:
+      raise ValueError(f'draft_tokens={draft_tokens} works with greedy '
+                       f'decoding only, not num_beams={num_beams}')
+    if draft_tokens and draft_source is None:
+      raise ValueError('draft_tokens > 0 needs draft_source (the prompt '
+                       'tokens)')
+    cache_length = max_decode_length + (draft_tokens + 1 if draft_tokens
+                                        else 0)
     encoder_cache, cache = self._init_decode_cache(params, encoded, mask,
-                                                   max_decode_length)
+                                                   cache_length)
 
     def tokens_to_logits(tokens, cache):
       # `encoded` only fixes shapes here: the steps read the cached keys and
@@ -270,9 +295,16 @@ class RAHFModel:
           {'params': params,
            'cache': t5.merge_decode_cache(encoder_cache, cache)},
           encoded, mask, tokens, decode=True,
-          max_decode_length=max_decode_length, method=rahf.RAHF.decode,
+          max_decode_length=cache_length, method=rahf.RAHF.decode,
           mutable=['cache'])
-      return logits[:, -1], t5.split_decode_cache(new_vars['cache'])[1]
+      return logits, t5.split_decode_cache(new_vars['cache'])[1]
+
+    if draft_tokens:
+      seqs, _, steps = decoding.speculative_greedy_decode(
+          tokens_to_logits, cache, draft_source=draft_source,
+          draft_len=draft_tokens, batch_size=batch,
+          max_decode_len=max_decode_length, eos_id=EOS_ID)
+      return (seqs, steps) if return_steps else seqs
 
     if num_beams > 1:
       seqs, _ = decoding.beam_search(

@@ -13,6 +13,7 @@
 # limitations under the License.
 """Tests for richhf_jax.decoding."""
 
+import dataclasses
 import functools
 
 from absl.testing import absltest
@@ -210,6 +211,92 @@ class T5DecodingTest(parameterized.TestCase):
         max_decode_len=_MAX))(step_part)
     np.testing.assert_array_equal(greedy[0], self._argmax_without_cache())
 
+  def _greedy_and_speculative(self, draft_source, k, length):
+    """(greedy, speculative) results over caches of `length` (+ k + 1)."""
+    def init(n):
+      return self.model.apply(
+          {'params': self.params}, self.encoded, self.enc,
+          jnp.zeros((_B, n), jnp.int32), decode=True, max_decode_length=n,
+          method='decode', mutable=['cache'])[1]['cache']
+
+    def step_fn(n):
+      def step(tokens, cache):
+        logits, new = self.model.apply(
+            {'params': self.params, 'cache': cache}, self.encoded, self.enc,
+            tokens, decode=True, max_decode_length=n, method='decode',
+            mutable=['cache'])
+        return logits, new['cache']
+      return step
+
+    greedy = jax.jit(lambda c: decoding.greedy_decode(
+        step_fn(length), c, batch_size=_B, max_decode_len=length))(
+            init(length))
+    spec = jax.jit(lambda c, src: decoding.speculative_greedy_decode(
+        step_fn(length + k + 1), c, draft_source=src, draft_len=k,
+        batch_size=_B, max_decode_len=length))(
+            init(length + k + 1), jnp.asarray(draft_source, jnp.int32))
+    return greedy, spec
+
+  @parameterized.parameters(1, 3, 8)
+  def test_speculative_equals_greedy_whatever_the_draft(self, k):
+    length = 12
+    greedy, _ = self._greedy_and_speculative(np.zeros((_B, 1)), k, length)
+    out = np.asarray(greedy[0])
+    rng = np.random.RandomState(k)
+    sources = {
+        'oracle': out,
+        'random': rng.randint(2, 128, (_B, 10)),
+        # The output with a token dropped and a foreign one inserted, as a
+        # prompt relates to its marked copy.
+        'edited': np.concatenate([out[:, :2], np.full((_B, 1), 127),
+                                  out[:, 3:]], axis=1),
+    }
+    steps = {}
+    for name, src in sources.items():
+      seqs, score, n = self._greedy_and_speculative(src, k, length)[1]
+      np.testing.assert_array_equal(seqs, out, err_msg=name)
+      np.testing.assert_allclose(score, greedy[1], atol=1e-4, err_msg=name)
+      steps[name] = int(n)
+    # The longest sequence (EOS included).
+    emitted = max(int(np.argmax(row == 1)) + 1 if 1 in row else length
+                  for row in out)
+    # Every step emits at least one token; a perfect draft K + 1.
+    self.assertLessEqual(steps['random'], emitted)
+    self.assertEqual(steps['oracle'], -(-emitted // (k + 1)), steps)
+    self.assertLess(steps['edited'], steps['random'] if k > 1 else 99)
+
+  def test_draft_pointer_follows_copies_and_skips_marks(self):
+    src = jnp.asarray([[5, 6, 7, 6, 1, 0]], jnp.int32)
+    np.testing.assert_array_equal(
+        decoding.prompt_draft(src, jnp.asarray([3]), 4), [[6, 1, 0, 0]])
+    ptr = functools.partial(decoding.advance_pointer, src, jnp.asarray([0]))
+    # Two drafts accepted, then the model's own mark (9): stay after them.
+    np.testing.assert_array_equal(ptr(jnp.asarray([2]), jnp.asarray([9])),
+                                  [2])
+    # The next prompt token: move past it.
+    np.testing.assert_array_equal(ptr(jnp.asarray([2]), jnp.asarray([7])),
+                                  [3])
+    # A repeated token matches its first occurrence after the accepted ones.
+    np.testing.assert_array_equal(ptr(jnp.asarray([2]), jnp.asarray([6])),
+                                  [4])
+    # A skipped word: the copy resumes after the later token.
+    np.testing.assert_array_equal(ptr(jnp.asarray([0]), jnp.asarray([7])),
+                                  [3])
+    # Padding never matches.
+    np.testing.assert_array_equal(ptr(jnp.asarray([5]), jnp.asarray([0])),
+                                  [5])
+
+  def test_speculative_rejects_bad_arguments(self):
+    step = lambda t, c: (jnp.zeros(t.shape + (4,)), c)
+    with self.assertRaisesRegex(ValueError, 'draft_len=0'):
+      decoding.speculative_greedy_decode(
+          step, {}, draft_source=jnp.zeros((2, 3), jnp.int32), draft_len=0,
+          batch_size=2, max_decode_len=4)
+    with self.assertRaisesRegex(ValueError, r'expected \[2, source_length\]'):
+      decoding.speculative_greedy_decode(
+          step, {}, draft_source=jnp.zeros((3, 3), jnp.int32), draft_len=2,
+          batch_size=2, max_decode_len=4)
+
 
 class ModelDecodeTest(parameterized.TestCase):
   """`RAHFModel._decode` against beam search over a per-beam full cache."""
@@ -246,6 +333,40 @@ class ModelDecodeTest(parameterized.TestCase):
     # pylint: disable-next=protected-access
     got = jax.jit(lambda p: model._decode(p, encoded, mask, _MAX, k))(params)
     np.testing.assert_array_equal(got, jax.jit(reference)(params))
+    if k == 1:
+      # Speculative greedy decoding, drafting from the greedy output with its
+      # second token replaced: the same tokens.
+      src = np.asarray(got).copy()
+      src[:, 1] = 5
+      # pylint: disable-next=protected-access
+      spec = jax.jit(lambda p, s: model._decode(
+          p, encoded, mask, _MAX, 1, draft_tokens=3, draft_source=s))(
+              params, jnp.asarray(src))
+      np.testing.assert_array_equal(spec, got)
+      with self.assertRaisesRegex(ValueError, 'greedy decoding only'):
+        # pylint: disable-next=protected-access
+        model._decode(params, encoded, mask, _MAX, 2, draft_tokens=3,
+                      draft_source=jnp.asarray(src))
+
+  def test_speculative_with_scanned_layers(self):
+    # nn.scan stacks the per-layer cache indices: [layers] -> [layers, B].
+    cfg = test_utils.tiny_config()
+    cfg = dataclasses.replace(cfg, t5=dataclasses.replace(cfg.t5, scan=True))
+    model = model_lib.RAHFModel(cfg)
+    params = model_lib.unbox(
+        model.get_initial_variables(jax.random.key(2)))['params']
+    rng = np.random.RandomState(4)
+    encoded = jnp.asarray(rng.randn(_B, _LE, cfg.t5.emb_dim), jnp.float32)
+    mask = jnp.ones((_B, _LE), bool)
+    # pylint: disable=protected-access
+    greedy = jax.jit(lambda p: model._decode(p, encoded, mask, _MAX, 1))(
+        params)
+    spec, calls = jax.jit(lambda p, s: model._decode(
+        p, encoded, mask, _MAX, 1, draft_tokens=2, draft_source=s,
+        return_steps=True))(params, greedy)
+    # pylint: enable=protected-access
+    np.testing.assert_array_equal(spec, greedy)
+    self.assertEqual(int(calls), -(-_MAX // 3))  # A perfect draft.
 
 
 if __name__ == '__main__':

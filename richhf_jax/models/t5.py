@@ -34,9 +34,14 @@ self-attention layer `cached_key`, `cached_value` [B, L, heads, head_dim] and
 positions' keys and values, `encoded_key`, `encoded_value` [B, heads, Lenc,
 head_dim], projected once. Initialise it by calling the decoder with
 `decode=True`, the real encoder output and [B, max_decode_length] tokens and
-`mutable=['cache']`; then each call with `decode=True` processes one token
+`mutable=['cache']`; then each call with `decode=True` processes the next
+T tokens (one per step, or a block of draft tokens to verify; beam search:
+one), writing their keys and values at the cache index and advancing it by
+T. A caller may move `cache_index` back to drop rejected tokens (slots past
+the index are overwritten before any query can see them), or make it a [B]
+vector to keep one position per sequence.
 (`split_decode_cache` separates the constant encoder part from the part the
-steps update).
+steps update.)
 """
 
 import functools
@@ -335,7 +340,8 @@ class MultiHeadDotProductAttention(nn.Module):
     positions, so the cache is not repeated per beam.
 
     Args:
-      query: [N, q, H, d] projected queries (q = 1 after initialisation).
+      query: [N, q, H, d] projected queries (after initialisation q > 1
+        only with one row per cached example).
       inputs_kv: the encoder output [B, Lenc, D] (read at initialisation).
       key_proj: the 'key' projection module.
       value_proj: the 'value' projection module.
@@ -346,8 +352,8 @@ class MultiHeadDotProductAttention(nn.Module):
       [N, q, H, d] attention outputs.
 
     Raises:
-      ValueError: if N is not a multiple of the cached batch, or more than
-        one query position is given after initialisation.
+      ValueError: if N is not a multiple of the cached batch, or several
+        query positions come with several beams per example.
     """
     cfg = self.config
     dtype = cfg.jnp_dtype
@@ -363,15 +369,15 @@ class MultiHeadDotProductAttention(nn.Module):
     key, value = encoded_key.value, encoded_value.value
     b, h, length, d = key.shape
     n, q = query.shape[:2]
-    if initialized and q != 1:
-      raise ValueError(
-          f'decode=True processes one token per call; got {q} query '
-          'positions')
     if n % b:
       raise ValueError(
           f'cached cross-attention holds {b} examples; the {n} queries must '
           'be a multiple of it (beams of an example adjacent)')
     g = n // b
+    if initialized and q != 1 and g != 1:
+      raise ValueError(
+          f'decoding {g} beams per example takes one token per call; got {q} '
+          'query positions')
     # Beams become query positions of their example: [B, H, G * q, d].
     query = jnp.reshape(query, (b, g * q, h, d)).swapaxes(1, 2)
     if mask is not None and mask.shape[0] == n and g > 1:
@@ -397,29 +403,40 @@ class MultiHeadDotProductAttention(nn.Module):
       # The initialising call only shapes the cache; its output is unused.
       return query, key, value, mask, bias
     b, length, h, d = cached_key.value.shape
-    if query.shape[1] != 1:
-      raise ValueError(
-          f'decode=True processes one token per call; got {query.shape[1]} '
-          'query positions')
-    if key.shape != (b, 1, h, d):
+    q = query.shape[1]
+    if key.shape != (b, q, h, d) or q > length:
       raise ValueError(
           f'decode step key shape {key.shape} does not match the cache '
           f'{cached_key.value.shape}')
+    # The caller keeps idx + q <= length (dynamic slices would clamp).
+    # idx is a scalar, or [B]: one position per sequence.
     idx = cache_index.value
-    key = lax.dynamic_update_slice(cached_key.value, key, (0, idx, 0, 0))
-    value = lax.dynamic_update_slice(cached_value.value, value,
-                                     (0, idx, 0, 0))
+    if idx.ndim:
+      def write(cache, new, i):
+        return lax.dynamic_update_slice(cache, new, (i, 0, 0))
+      key = jax.vmap(write)(cached_key.value, key, idx)
+      value = jax.vmap(write)(cached_value.value, value, idx)
+    else:
+      key = lax.dynamic_update_slice(cached_key.value, key, (0, idx, 0, 0))
+      value = lax.dynamic_update_slice(cached_value.value, value,
+                                       (0, idx, 0, 0))
     cached_key.value, cached_value.value = key, value
-    cache_index.value = idx + 1
-    # Causality during decoding: only filled cache slots are visible.
-    step_mask = (jnp.arange(length) <= idx)[None, None, None, :]
+    cache_index.value = idx + q
+    # Causality during decoding: query i (at position idx + i) sees the
+    # filled slots up to its own position.
+    rows = jnp.reshape(idx, (-1, 1, 1)) + jnp.arange(q)[None, :, None]
+    step_mask = (jnp.arange(length)[None, None, :] <= rows)[:, None]
     mask = step_mask if mask is None else jnp.logical_and(mask, step_mask)
     if bias is not None:
       if bias.shape[-1] != length:
         raise ValueError(
             f'decode bias covers {bias.shape[-1]} keys but the cache holds '
             f'{length}; pass max_decode_length={length}')
-      bias = lax.dynamic_slice_in_dim(bias, idx, 1, axis=-2)  # [1,H,1,L]
+      if idx.ndim:
+        bias = jax.vmap(lambda i: lax.dynamic_slice_in_dim(
+            bias[0], i, q, axis=-2))(idx)  # [B,H,q,L]
+      else:
+        bias = lax.dynamic_slice_in_dim(bias, idx, q, axis=-2)  # [1,H,q,L]
     return query, key, value, mask, bias
 
 
@@ -636,7 +653,8 @@ class T5Decoder(nn.Module):
       encoded: encoder output [B, Lenc, D].
       encoder_mask: [B, Lenc], nonzero at real encoder positions.
       decoder_input_tokens: int [B, T], shifted right (start token 0). With
-        decode=True and an initialised cache, T must be 1.
+        decode=True and an initialised cache, the next T tokens, written at
+        the cache index (see module docstring).
       decoder_positions: accepted for interface compatibility; relative
         attention needs no absolute positions (the cache index gives the
         position during decoding).
