@@ -30,8 +30,20 @@ embedding for the logits) and the caches are read once per step.
 machine's read bandwidth (a jitted sum over a 256 MiB array, best of 5) and
 `floor_ms_per_token` their ratio.
 
+With --draft_tokens K the case also times speculative greedy decoding
+(`decoding.speculative_greedy_decode`: each decoder call verifies K draft
+tokens), checks that it emits the same tokens, and reports decoder calls,
+tokens per call and `draft_ms_per_token`. How many drafts a model accepts
+depends on what it has learned; with random parameters the benchmark can
+only bracket it: `--draft output` drafts from the greedy output itself
+(every draft accepted: the best case), `--draft prompt` from the random
+prompt (nothing accepted: the worst case, one token per call). A trained
+model's tokens per call come from `richhf_jax.eval` (its log line
+'keyword decoding ... decoder calls').
+
   python benchmarks/decoding.py --config paper --batch 1 [--steps 3]
       [--target_length 64] [--dtype float32] [--num_beams 1]
+      [--draft_tokens 7 --draft output]
 
 See `benchmarks/common.py` for the configurations and the reported fields.
 """
@@ -59,6 +71,7 @@ from richhf_jax.models import rahf
 COLUMNS = ('config', 'variant', 'batch', 'num_beams', 'dtype', 'ms_per_token',
            'step_ms_per_token', 'floor_ms_per_token', 'decoded_tokens',
            'cache_init_ms', 'compile_sec', 'encoded_length',
+           'draft_tokens', 'draft', 'decoder_calls', 'draft_ms_per_token',
            'peak_memory_gib')
 
 
@@ -163,8 +176,45 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
   row['streamed_mb_per_step'] = round(streamed / 1e6, 1)
   row['memory_gb_per_sec'] = round(bandwidth, 1)
   row['floor_ms_per_token'] = round(1e3 * streamed / (bandwidth * 1e9), 3)
+  if args.draft_tokens:
+    row.update(time_speculative(model, params, encoded, mask, data, args,
+                                np.asarray(compiled(params, encoded, mask)),
+                                steps))
   row.update(common.machine_info())
   return row
+
+
+def time_speculative(model, params, encoded, mask, data, args,
+                     greedy: np.ndarray, tokens: int) -> dict:
+  """Times speculative decoding; checks it emits the greedy tokens."""
+  k, target_length = args.draft_tokens, greedy.shape[1]
+  if args.draft == 'output':
+    source = jnp.asarray(greedy)
+  else:
+    source = data['encoder_input_tokens']
+    if source.ndim == 3:  # Augmented prompts: the keyword task's.
+      source = source[:, -1]
+
+  # pylint: disable-next=protected-access
+  def decode(p, enc, m, src):
+    return model._decode(p, enc, m, target_length, 1, draft_tokens=k,
+                         draft_source=src, return_steps=True)
+
+  compiled, compile_sec, _ = common.compile_ahead(decode, params, encoded,
+                                                  mask, source)
+  seqs, calls = compiled(params, encoded, mask, source)
+  if not np.array_equal(np.asarray(seqs), greedy):
+    raise RuntimeError('speculative decoding emitted other tokens than '
+                       'greedy decoding')
+  times = common.time_calls(lambda: compiled(params, encoded, mask, source),
+                            args.steps, args.warmup)
+  med = float(np.median(times))
+  return dict(draft_tokens=k, draft=args.draft, decoder_calls=int(calls),
+              tokens_per_call=round(tokens / int(calls), 2),
+              draft_compile_sec=round(compile_sec, 2),
+              draft_sec_per_call=round(med, 4),
+              draft_ms_per_call=round(1e3 * med / int(calls), 2),
+              draft_ms_per_token=round(1e3 * med / tokens, 3))
 
 
 def _positive_int(text: str) -> int:
@@ -179,6 +229,13 @@ def main(argv=None) -> int:
   common.add_model_flags(parser, default_steps=5)
   parser.add_argument('--num_beams', type=_positive_int, default=1,
                       help='1 = greedy decoding, else beam search')
+  parser.add_argument('--draft_tokens', type=int, default=0,
+                      help='K > 0: also time speculative greedy decoding '
+                      'with K draft tokens per decoder call')
+  parser.add_argument('--draft', choices=('output', 'prompt'),
+                      default='output',
+                      help='draft source: the greedy output (all accepted) '
+                      'or the random prompt (none accepted)')
   return common.run_benchmark(parser, argv, 'decoding', run_case, COLUMNS)
 
 

@@ -397,6 +397,8 @@ class Predictor:
     max_batch_size: the largest compiled batch.
     max_decode_length: decoded tokens per example.
     num_beams: 1 = greedy decoding.
+    draft_tokens: K > 0 (greedy): speculative decoding verifying K tokens
+      copied from the prompt per decoder call (same output, fewer calls).
     augmented_prompts: the task prompt style ('paper' or 'port') of an
       augmented-prompt model.
   """
@@ -404,7 +406,11 @@ class Predictor:
   def __init__(self, config: rahf.RAHFConfig, params: PyTree,
                vocab_path: str, *, input_length: int, target_length: int,
                max_batch_size: int = 8, num_beams: int = 1,
-               augmented_prompts: Optional[str] = None):
+               augmented_prompts: Optional[str] = None,
+               draft_tokens: int = 0):
+    if draft_tokens < 0 or (draft_tokens and num_beams > 1):
+      raise ValueError(f'draft_tokens={draft_tokens}: expected 0, or > 0 '
+                       f'with greedy decoding (num_beams={num_beams})')
     if augmented_prompts is None:
       augmented_prompts = default_augmented_prompts(config)
     augmented_tasks(augmented_prompts)  # Checks the name.
@@ -417,6 +423,7 @@ class Predictor:
     self.buckets = bucket_sizes(max_batch_size)
     self.max_decode_length = target_length
     self.num_beams = num_beams
+    self.draft_tokens = draft_tokens
     self._compiled: dict[int, Callable[..., Any]] = {}
 
   @classmethod
@@ -429,7 +436,7 @@ class Predictor:
         MODEL_DIR (has checkpoints/; read without gin, as the export does).
       step: training checkpoint step (training directories only).
       vocab_path: overrides the vocabulary.
-      **kwargs: `Predictor` options (max_batch_size, num_beams,
+      **kwargs: `Predictor` options (max_batch_size, num_beams, draft_tokens,
         input_length, target_length, augmented_prompts: default the
         training run's `DataConfig.augmented_prompts`, else from the model
         wiring).
@@ -487,7 +494,8 @@ class Predictor:
   def _forward(self, params, image, tokens):
     out = self.model.predict_batch(
         params, {'image': image, 'encoder_input_tokens': tokens},
-        max_decode_length=self.max_decode_length, num_beams=self.num_beams)
+        max_decode_length=self.max_decode_length, num_beams=self.num_beams,
+        draft_tokens=self.draft_tokens)
     return {k: out[k] for k in ('implausibility_heatmap',
                                 'misalignment_heatmap', 'scores', 'decoded')}
 

@@ -216,7 +216,8 @@ class RAHFModel:
     Returns:
       dict with `implausibility_heatmap`, `misalignment_heatmap` [B, H, W],
       `scores` [B, 4], `decoded` [B, max_decode_length] int32 (0-padded after
-      EOS), and `loss/...` terms when asked.
+      EOS), `decoder_calls` (int32 scalar, with draft_tokens > 0) and
+      `loss/...` terms when asked.
     """
     variables = {'params': params}
     encoded, mask = self.module.apply(
@@ -228,10 +229,13 @@ class RAHFModel:
     tokens = batch['encoder_input_tokens']
     if self.config.variant == 'augmented':
       tokens = tokens[:, -1]  # The keyword task's prompt.
-    out['decoded'] = self._decode(params, kw_encoded, kw_mask,
-                                  max_decode_length, num_beams,
-                                  draft_tokens=draft_tokens,
-                                  draft_source=tokens)
+    decoded = self._decode(params, kw_encoded, kw_mask, max_decode_length,
+                           num_beams, draft_tokens=draft_tokens,
+                           draft_source=tokens, return_steps=True)
+    if draft_tokens:
+      out['decoded'], out['decoder_calls'] = decoded
+    else:
+      out['decoded'] = decoded
     if return_loss:
       logits = self.module.apply(
           variables, kw_encoded, kw_mask, batch['decoder_input_tokens'],

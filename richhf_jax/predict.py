@@ -440,6 +440,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument('--batch_size', type=int, default=8,
                       help='largest compiled batch')
   parser.add_argument('--num_beams', type=int, default=1)
+  parser.add_argument('--draft_tokens', type=int, default=0,
+                      help='K > 0: greedy keyword decoding verifies K tokens '
+                      'copied from the prompt per decoder call (same output)')
   parser.add_argument('--limit', type=int, default=None,
                       help='predict at most this many items')
   parser.add_argument('--no_progress', action='store_true')
@@ -468,7 +471,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       total = min(total, args.limit) if total is not None else args.limit
     predictor = inference.Predictor.load(
         args.checkpoint, step=args.step, vocab_path=args.vocab,
-        max_batch_size=args.batch_size, num_beams=args.num_beams)
+        max_batch_size=args.batch_size, num_beams=args.num_beams,
+        draft_tokens=args.draft_tokens)
   except (FileNotFoundError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1

@@ -113,6 +113,20 @@ class ModelBenchmarksTest(absltest.TestCase):
         row['ms_per_token'],
         1e3 * row['sec_per_call'] / row['decoded_tokens'], delta=1e-2)
 
+  def test_decoding_speculative_brackets(self):
+    # Drafting from the greedy output accepts every draft: 8 tokens in
+    # ceil(8 / 4) calls; the random prompt accepts none: one per call.
+    rows = {d: _run(decoding.main, TINY + ['--draft_tokens', '3', '--draft',
+                                           d])[0]
+            for d in ('output', 'prompt')}
+    for d, row in rows.items():
+      self.assertEqual(row['draft_tokens'], 3)
+      self.assertEqual(row['draft'], d)
+      self.assertGreater(row['draft_ms_per_token'], 0)
+    tokens = rows['output']['decoded_tokens']
+    self.assertEqual(rows['output']['decoder_calls'], -(-tokens // 4))
+    self.assertEqual(rows['prompt']['decoder_calls'], tokens)
+
   def test_components_rows_per_part(self):
     rows = _run(components.main, TINY)
     self.assertEqual([r['part'] for r in rows],

@@ -102,7 +102,10 @@ def seqio_eval(setup):
 
 @pytest.fixture(scope='module')
 def export_512(setup):
-  """The export through the gin run file, heatmaps at 512x512."""
+  """The export through the gin run file, heatmaps at 512x512.
+
+  Its keywords are decoded speculatively (DRAFT_TOKENS = 3).
+  """
   out = str(setup.tmp / 'export_512')
   gin.clear_config()
   try:
@@ -112,6 +115,7 @@ def export_512(setup):
         f"VOCAB_PATH = '{setup.paths['vocab']}'",
         f"EVAL_OUTPUT_DIR = '{out}'", f'EVAL_BATCH_SIZE = {_BATCH}',
         'HEATMAP_EVAL_SIZE = 512', 'INPUT_LENGTH = 16', 'TARGET_LENGTH = 24',
+        'DRAFT_TOKENS = 3',
     ], [_ROOT])
     logs = []
     result = eval_lib.evaluate(log_fn=logs.append)
@@ -220,7 +224,11 @@ def test_export_at_512_through_gin(stream, export_512):
   assert ("Resolution: 512x512: predictions upsampled bilinearly from the "
           "heatmap head's 16x16; ground truth 512x512 as released") in (
               export_512.report)
-  # Same parameters: equal scores and keywords, other heatmap metrics.
+  # Same parameters: equal scores and keywords (greedy vs speculative
+  # decoding), other heatmap metrics.
+  assert any(re.match(r'keyword decoding \(draft_tokens=3\): \d+ tokens of '
+                      r'4 examples in \d+ decoder calls', l)
+             for l in export_512.logs), export_512.logs
   keys = [k for k in _flat(stream.result) if not k.startswith('heatmaps')]
   _assert_close(export_512.result, stream.result, keys)
   hm, hm16 = (_flat(r['heatmaps']) for r in (export_512.result,
@@ -269,6 +277,7 @@ def test_resolve_checkpoint_errors(setup):
 @pytest.mark.parametrize('kwargs, pattern', [
     (dict(evaluator='fast'), r"evaluator='fast'; expected one of"),
     (dict(heatmap_eval_size=0), 'heatmap_eval_size=0; expected None'),
+    (dict(draft_tokens=-1), r'draft_tokens=-1; expected >= 0'),
     (dict(split='dev'), r"split='dev'; expected one of"),
     (dict(model_dir='/elsewhere'), 'both CHECKPOINT_PATH=.* and MODEL_DIR'),
     (dict(checkpoint_step=99), 'no checkpoint for step 99'),

@@ -180,6 +180,15 @@ class PredictorTest(absltest.TestCase):
       self.assertEqual(alone.marked_prompt, self.preds[i].marked_prompt)
     self.assertEqual(self._compiled_sizes(), [1, 2])
 
+  def test_speculative_decoding_gives_the_same_keywords(self):
+    spec = inference.Predictor.load(self.export_dir, max_batch_size=2,
+                                    draft_tokens=3)
+    preds = spec.predict(self.images, self.prompts)
+    self.assertEqual([p.marked_prompt for p in preds],
+                     [p.marked_prompt for p in self.preds])
+    with self.assertRaisesRegex(ValueError, 'draft_tokens=3.*num_beams=2'):
+      inference.Predictor.load(self.export_dir, draft_tokens=3, num_beams=2)
+
   def _compiled_sizes(self):
     return sorted(self.predictor._compiled)  # pylint: disable=protected-access
 
