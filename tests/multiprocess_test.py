@@ -37,8 +37,10 @@ _STEPS = 3
 
 def _env(num_devices: int) -> dict[str, str]:
   env = dict(os.environ)
-  env['XLA_FLAGS'] = ('--xla_force_host_platform_device_count='
-                      f'{num_devices}')
+  # Keeps the suite's flags (tests/conftest.py: no LLVM optimizations).
+  env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') +
+                      f' --xla_force_host_platform_device_count={num_devices}'
+                      ).strip()
   env['JAX_PLATFORMS'] = 'cpu'
   env['JAX_COMPILATION_CACHE_DIR'] = os.environ.get(
       'RICHHF_JAX_TEST_CACHE', os.path.join(_ROOT, '.cache', 'jax'))
