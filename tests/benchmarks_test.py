@@ -81,6 +81,11 @@ class ModelBenchmarksTest(absltest.TestCase):
     self.assertGreater(row['fraction_of_peak'], 0)
     self.assertEqual(row['heatmap_size'], [16, 16])
     self.assertGreater(row['xla_total_gib'], 0)
+    # The high-water mark before the step cannot exceed the final one, nor
+    # the RSS at that moment the high-water mark.
+    self.assertBetween(row['rss_before_step_gib'], 0.01,
+                       row['peak_before_step_gib'])
+    self.assertLessEqual(row['peak_before_step_gib'], row['peak_memory_gib'])
 
   def test_train_step_compile_only(self):
     (row,) = _run(train_step.main, TINY + ['--remat', '--compile_only'])

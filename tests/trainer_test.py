@@ -17,6 +17,7 @@ import dataclasses
 import itertools
 import json
 import os
+import sys
 import tempfile
 from unittest import mock
 
@@ -353,6 +354,14 @@ class ConfigTest(absltest.TestCase):
                              'backends_are_initialized', lambda: False):
         self.assertTrue(trainer_lib.set_process_xla_flags(on))
       self.assertEqual(os.environ['XLA_FLAGS'], f'--a=1 {flag}=false')
+
+  def test_release_free_host_memory(self):
+    # glibc's malloc_trim on Linux; a no-op that says so elsewhere.
+    self.assertEqual(trainer_lib.release_free_host_memory(),
+                     sys.platform.startswith('linux'))
+    with mock.patch.object(trainer_lib.ctypes.util, 'find_library',
+                           lambda name: None):
+      self.assertFalse(trainer_lib.release_free_host_memory())
 
   def test_adafactor_state_is_factored(self):
     params = {'w': jnp.zeros((256, 384)), 'b': jnp.zeros((384,))}
