@@ -152,8 +152,8 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
   compiled, compile_sec, _ = common.compile_ahead(decode, params, encoded, mask)
   times = common.time_calls(lambda: compiled(params, encoded, mask),
                             args.steps, args.warmup)
-  steps = full_inference.decoded_steps(
-      np.asarray(compiled(params, encoded, mask)))
+  greedy = np.asarray(compiled(params, encoded, mask))
+  steps = full_inference.decoded_steps(greedy)
   init_compiled = common.compile_ahead(init_cache, params, encoded, mask)[0]
   init_times = common.time_calls(lambda: init_compiled(params, encoded, mask),
                                  args.steps, args.warmup)
@@ -178,8 +178,7 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
   row['floor_ms_per_token'] = round(1e3 * streamed / (bandwidth * 1e9), 3)
   if args.draft_tokens:
     row.update(time_speculative(model, params, encoded, mask, data, args,
-                                np.asarray(compiled(params, encoded, mask)),
-                                steps))
+                                greedy, steps))
   row.update(common.machine_info())
   return row
 
@@ -191,9 +190,7 @@ def time_speculative(model, params, encoded, mask, data, args,
   if args.draft == 'output':
     source = jnp.asarray(greedy)
   else:
-    source = data['encoder_input_tokens']
-    if source.ndim == 3:  # Augmented prompts: the keyword task's.
-      source = source[:, -1]
+    source = model.keyword_prompt(data['encoder_input_tokens'])
 
   # pylint: disable-next=protected-access
   def decode(p, enc, m, src):

@@ -50,11 +50,7 @@ COLUMNS = ('config', 'variant', 'heatmap_head', 'batch', 'dtype',
 def decoded_steps(decoded: np.ndarray, eos_id: int = model_lib.EOS_ID
                   ) -> int:
   """Decoding loop iterations: up to the last row's first EOS (inclusive)."""
-  steps = 0
-  for row in np.asarray(decoded):
-    eos = np.flatnonzero(row == eos_id)
-    steps = max(steps, int(eos[0]) + 1 if eos.size else row.shape[0])
-  return steps
+  return int(np.max(model_lib.decoded_lengths(decoded, eos_id)))
 
 
 def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,

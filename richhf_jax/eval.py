@@ -320,15 +320,9 @@ class BatchPredictor:
               for k in _HEATMAP_KEYS + ('scores', 'decoded')}
     if self.draft_tokens:
       self.decoder_calls += int(out['decoder_calls'])
-      self.decoded_tokens += int(np.sum(_decoded_lengths(result['decoded'])))
+      self.decoded_tokens += int(np.sum(
+          model_lib.decoded_lengths(result['decoded'])))
     return result
-
-
-def _decoded_lengths(tokens: np.ndarray) -> np.ndarray:
-  """Tokens up to and including the first EOS (or all), per row."""
-  is_eos = tokens == model_lib.EOS_ID
-  return np.where(is_eos.any(axis=1), np.argmax(is_eos, axis=1) + 1,
-                  tokens.shape[1])
 
 
 def decode_texts(vocab, tokens: np.ndarray) -> list[str]:

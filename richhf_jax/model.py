@@ -30,6 +30,7 @@ from typing import Any, Mapping
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from richhf_jax import decoding
@@ -226,12 +227,11 @@ class RAHFModel:
     out = self.module.apply(variables, encoded, method=rahf.RAHF.predict_heads)
     kw_encoded, kw_mask = self.module.apply(
         variables, encoded, mask, method=rahf.RAHF.keyword_encoding)
-    tokens = batch['encoder_input_tokens']
-    if self.config.variant == 'augmented':
-      tokens = tokens[:, -1]  # The keyword task's prompt.
-    decoded = self._decode(params, kw_encoded, kw_mask, max_decode_length,
-                           num_beams, draft_tokens=draft_tokens,
-                           draft_source=tokens, return_steps=True)
+    decoded = self._decode(
+        params, kw_encoded, kw_mask, max_decode_length, num_beams,
+        draft_tokens=draft_tokens,
+        draft_source=self.keyword_prompt(batch['encoder_input_tokens']),
+        return_steps=bool(draft_tokens))
     if draft_tokens:
       out['decoded'], out['decoder_calls'] = decoded
     else:
@@ -244,6 +244,10 @@ class RAHFModel:
                                    batch['decoder_loss_weights'])
       out['loss/text'] = text_loss
     return out
+
+  def keyword_prompt(self, tokens: Array) -> Array:
+    """The keyword task's prompt tokens [B, L] (augmented: the last slot)."""
+    return tokens[:, -1] if self.config.variant == 'augmented' else tokens
 
   def _init_decode_cache(self, params: PyTree, encoded: Array, mask: Array,
                          max_decode_length: int) -> tuple[PyTree, PyTree]:
@@ -319,6 +323,14 @@ class RAHFModel:
         tokens_to_logits, cache, batch_size=batch,
         max_decode_len=max_decode_length, eos_id=EOS_ID)
     return seqs
+
+
+def decoded_lengths(tokens: np.ndarray, eos_id: int = EOS_ID) -> np.ndarray:
+  """Decoded tokens up to and including the first EOS (or all), per row."""
+  tokens = np.asarray(tokens)
+  is_eos = tokens == eos_id
+  return np.where(is_eos.any(axis=1), np.argmax(is_eos, axis=1) + 1,
+                  tokens.shape[1])
 
 
 def unbox(tree: PyTree) -> PyTree:
