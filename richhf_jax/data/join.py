@@ -302,13 +302,80 @@ def _note(summary, key, list_key, item):
     summary[list_key].append(item)
 
 
+def _check_record(rec: bytes, split: str, captions: dict[str, str],
+                  out_dir: str) -> tuple[str, Any]:
+  """Validates one release record against its Pick-a-Pic image and caption.
+
+  Returns:
+    ('ok', serialized joined example) or (summary key, the item to list).
+    Runs in worker threads: it only reads files and decodes images (PIL
+    releases the GIL while decoding).
+  """
+  try:
+    example = release.example_from_bytes(rec)
+    record = release.parse_release_example(example)
+  except release.CorruptRecordError as e:
+    return 'corrupt', str(e)
+  if record.uid not in captions:
+    return 'missing', record.uid
+  prompt = captions[record.uid]
+  if not release.prompt_words(prompt):
+    return 'empty_prompt', record.uid
+  try:
+    release.check_label_count(record, prompt)
+  except release.LabelCountMismatchError:
+    return 'label_mismatch', record.filename
+  with open(_image_path(out_dir, GROUP_OF_SPLIT[split], record.uid),
+            'rb') as f:
+    image = f.read()
+  if not image:
+    return 'empty_image', record.uid
+  try:
+    release.check_image(image, uid=record.uid)
+  except release.CorruptImageError as e:
+    print(f'skipping {split} record {record.filename}: {e}', file=sys.stderr)
+    return 'corrupt_image', record.uid
+  joined_example(example, image=image, uid=record.uid, prompt=prompt,
+                 labels=record.labels)
+  return 'ok', example.SerializeToString()
+
+
+# Summary key of each skip reason -> the summary list that names examples.
+_SKIP_LISTS = {
+    'corrupt': 'corrupt_examples', 'missing': 'missing_uids',
+    'empty_prompt': 'empty_prompt_uids',
+    'label_mismatch': 'label_mismatch_files',
+    'empty_image': 'empty_image_uids', 'corrupt_image': 'corrupt_image_uids',
+}
+_CHUNK = 64  # records validated concurrently; bounds the memory held
+
+
+def _chunks(records, size: int):
+  """Lists of up to `size` records; an Exception item ends its chunk."""
+  chunk = []
+  for rec in records:
+    chunk.append(rec)
+    if isinstance(rec, Exception) or len(chunk) == size:
+      yield chunk
+      if isinstance(rec, Exception):
+        return
+      chunk = []
+  if chunk:
+    yield chunk
+
+
 def write_split(split: str, richhf_dir: str, out_dir: str,
                 captions: dict[str, str], num_shards: Optional[int],
-                num_records: int, progress: bool = True) -> dict[str, Any]:
-  """Stage 3 for one split: writes its joined shards in release order."""
+                num_records: int, progress: bool = True,
+                workers: Optional[int] = None) -> dict[str, Any]:
+  """Stage 3 for one split: writes its joined shards in release order.
+
+  Records are validated (heatmaps and image decoded) by `workers` threads
+  (default: one per CPU) and written in release order.
+  """
+  import concurrent.futures  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tqdm  # pylint: disable=g-import-not-at-top
-  group = GROUP_OF_SPLIT[split]
   n = num_shards or max(1, math.ceil(num_records / RECORDS_PER_SHARD))
   names = [os.path.join(out_dir, f'{split}.tfrecord-{i:05d}-of-{n:05d}')
            for i in range(n)]
@@ -319,49 +386,25 @@ def write_split(split: str, richhf_dir: str, out_dir: str,
   writers = [tf.io.TFRecordWriter(p) for p in tmp]
   summary = _new_split_summary()
   summary['num_shards'] = n
-  for rec in tqdm.tqdm(_iter_records(release_path(richhf_dir, split)),
-                       desc=f'write {split}', unit='rec', total=num_records,
-                       disable=not progress, file=sys.stderr,
-                       mininterval=2.0):
-    if isinstance(rec, Exception):
-      _note(summary, 'corrupt', 'corrupt_examples', str(rec))
-      break
-    summary['release_records'] += 1
-    try:
-      example = release.example_from_bytes(rec)
-      record = release.parse_release_example(example)
-    except release.CorruptRecordError as e:
-      _note(summary, 'corrupt', 'corrupt_examples', str(e))
-      continue
-    if record.uid not in captions:
-      _note(summary, 'missing', 'missing_uids', record.uid)
-      continue
-    prompt = captions[record.uid]
-    if not release.prompt_words(prompt):
-      _note(summary, 'empty_prompt', 'empty_prompt_uids', record.uid)
-      continue
-    try:
-      release.check_label_count(record, prompt)
-    except release.LabelCountMismatchError:
-      _note(summary, 'label_mismatch', 'label_mismatch_files',
-            record.filename)
-      continue
-    with open(_image_path(out_dir, group, record.uid), 'rb') as f:
-      image = f.read()
-    if not image:
-      _note(summary, 'empty_image', 'empty_image_uids', record.uid)
-      continue
-    try:
-      release.check_image(image, uid=record.uid)
-    except release.CorruptImageError as e:
-      _note(summary, 'corrupt_image', 'corrupt_image_uids', record.uid)
-      print(f'skipping {split} record {record.filename}: {e}',
-            file=sys.stderr)
-      continue
-    joined_example(example, image=image, uid=record.uid, prompt=prompt,
-                   labels=record.labels)
-    writers[summary['written'] % n].write(example.SerializeToString())
-    summary['written'] += 1
+  bar = tqdm.tqdm(desc=f'write {split}', unit='rec', total=num_records,
+                  disable=not progress, file=sys.stderr, mininterval=2.0)
+  check = lambda rec: _check_record(rec, split, captions, out_dir)
+  with concurrent.futures.ThreadPoolExecutor(
+      workers or os.cpu_count() or 1) as pool:
+    for chunk in _chunks(_iter_records(release_path(richhf_dir, split)),
+                         _CHUNK):
+      broken = chunk.pop() if isinstance(chunk[-1], Exception) else None
+      for status, item in pool.map(check, chunk):
+        summary['release_records'] += 1
+        if status == 'ok':
+          writers[summary['written'] % n].write(item)
+          summary['written'] += 1
+        else:
+          _note(summary, status, _SKIP_LISTS[status], item)
+      bar.update(len(chunk))
+      if broken is not None:
+        _note(summary, 'corrupt', 'corrupt_examples', str(broken))
+  bar.close()
   for w in writers:
     w.close()
   for t, p in zip(tmp, names):
@@ -371,7 +414,8 @@ def write_split(split: str, richhf_dir: str, out_dir: str,
 
 def run_join(richhf_dir: str, pickapic: str | Sequence[str], out_dir: str,
              num_shards: Optional[int] = None,
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True,
+             workers: Optional[int] = None) -> dict[str, Any]:
   """Runs the whole join; see the module docstring.
 
   Args:
@@ -380,6 +424,7 @@ def run_join(richhf_dir: str, pickapic: str | Sequence[str], out_dir: str,
     out_dir: output directory (also holds the resumable work store).
     num_shards: output shards per split; default ceil(records / 1024).
     progress: show tqdm progress bars on stderr.
+    workers: threads validating records (default: one per CPU).
 
   Returns:
     The summary also written to `OUT/join_summary.json`.
@@ -401,7 +446,7 @@ def run_join(richhf_dir: str, pickapic: str | Sequence[str], out_dir: str,
   for split in SPLITS:
     splits[split] = write_split(
         split, richhf_dir, out_dir, captions[GROUP_OF_SPLIT[split]],
-        num_shards, len(uids[split]), progress)
+        num_shards, len(uids[split]), progress, workers)
   counts = collections.Counter(uid for s in SPLITS for uid in uids[s])
   summary = dict(
       richhf_dir=richhf_dir, pickapic=patterns, out_dir=out_dir,
@@ -452,9 +497,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument('--num_shards', type=int, default=None,
                       help='shards per split (default ceil(n / 1024))')
   parser.add_argument('--no_progress', action='store_true')
+  parser.add_argument('--workers', type=int, default=None,
+                      help='threads validating records (default: one per '
+                      'CPU)')
   args = parser.parse_args(argv)
   summary = run_join(args.richhf_dir, args.pickapic, args.out_dir,
-                     args.num_shards, progress=not args.no_progress)
+                     args.num_shards, progress=not args.no_progress,
+                     workers=args.workers)
   _report(summary)
   written = sum(s['written'] for s in summary['splits'].values())
   return 0 if written else 1

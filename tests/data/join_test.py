@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+from unittest import mock
 
 from absl.testing import absltest
 import pyarrow.compute as pc
@@ -126,6 +127,24 @@ class JoinTest(absltest.TestCase):
         os.path.join(self.out, '*.tfrecord-*'))}
     self.assertEqual(before, after)
     self.assertEqual(again['splits'], self.summary['splits'])
+
+  def test_worker_count_and_chunking_do_not_change_the_output(self):
+    # Small chunks: records are validated concurrently across several
+    # chunks; shards and summary must equal the one-thread join's.
+    outs = {}
+    for workers in (1, 3):
+      out = os.path.join(self.tmp, f'workers{workers}')
+      shutil.copytree(os.path.join(self.out, '_work'),
+                      os.path.join(out, '_work'))
+      with mock.patch.object(join, '_CHUNK', 3):
+        summary = join.run_join(os.path.join(self.data, 'richhf18k'),
+                                self.glob, out, num_shards=2,
+                                progress=False, workers=workers)
+      outs[workers] = {os.path.basename(p): open(p, 'rb').read()
+                       for p in glob.glob(os.path.join(out, '*.tfrecord-*'))}
+      self.assertEqual(summary['splits'], self.summary['splits'])
+    self.assertEqual(outs[1], outs[3])
+    self.assertLen(outs[1], 6)
 
   def test_partial_resume(self):
     out = os.path.join(self.tmp, 'partial')
