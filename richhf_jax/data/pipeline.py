@@ -98,6 +98,14 @@ class DataConfig:
       image's prompt as clean words, encoder text =
       `preprocessors.CAPTION_PROMPT`, zero head loss weights;
       `source='tfrecord'` only).
+    mark_loss_weight: weight of the misalignment mark's target tokens (the
+      `_0` after a misaligned word; `mark_token_ids`) in the training
+      stream's token cross entropy, 1 elsewhere. Few target tokens are
+      marks and a greedy decoder marks a word only when the mark is the most
+      likely next token, so a model unsure about a misaligned word leaves it
+      unmarked; a weight w > 1 moves that decision point from p(mark) = 1/2
+      towards 1/(1 + w) during training. 1 (default) is the paper's plain
+      cross entropy. Validation and evaluation losses stay unweighted.
   """
   data_dir: str
   vocab_path: str
@@ -111,6 +119,7 @@ class DataConfig:
   augment: str = 'none'
   augmented_prompts: str = 'paper'
   task: str = 'richhf'
+  mark_loss_weight: float = 1.0
 
   def __post_init__(self):
     if not os.path.isdir(self.data_dir):
@@ -136,6 +145,9 @@ class DataConfig:
     if self.task not in TASKS:
       raise ValueError(f'DataConfig.task={self.task!r}; expected one of '
                        f'{TASKS}')
+    if not self.mark_loss_weight > 0:
+      raise ValueError('DataConfig.mark_loss_weight must be > 0, got '
+                       f'{self.mark_loss_weight}')
     if self.task == 'caption' and self.source != 'tfrecord':
       raise ValueError(
           f"DataConfig.task='caption' reads the joined shards' images and "
@@ -209,6 +221,41 @@ def feature_lengths(data: DataConfig,
   return tasks.task_feature_lengths(
       data.input_length, data.target_length, model_config.vit.image_size,
       model_config.heatmap_size[0], _augmented(model_config))
+
+
+def mark_token_ids(vocabulary) -> tuple[int, ...]:
+  """Ids of the vocabulary pieces that spell the misalignment mark.
+
+  The pieces containing `release.MISALIGNED_SUFFIX` (a vocabulary trained on
+  marked targets has `_0` as a piece) and those a marked word adds to the
+  unmarked word's encoding (T5's vocabulary spells `_0` with two pieces),
+  over a few probe words; never pad or EOS.
+  """
+  suffix = release.MISALIGNED_SUFFIX
+  ids = set()
+  sp = getattr(vocabulary, 'tokenizer', None)
+  if sp is not None:
+    ids.update(i for i in range(sp.get_piece_size())
+               if suffix in sp.id_to_piece(i))
+  for word in ('a', 'red', 'cat', 'left', 'two'):
+    ids.update(set(vocabulary.encode(word + suffix)) -
+               set(vocabulary.encode(word)))
+  ids -= {0, 1}
+  if not ids:
+    raise ValueError(f'no vocabulary piece spells the mark {suffix!r}')
+  return tuple(sorted(ids))
+
+
+def _weight_marks(ex, ids: tuple[int, ...], weight: float):
+  """`decoder_loss_weights` (as float32) times `weight` at mark tokens."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  ex = dict(ex)
+  targets = ex['decoder_target_tokens']
+  is_mark = tf.reduce_any(
+      targets[..., None] == tf.constant(ids, targets.dtype), axis=-1)
+  w = tf.cast(ex['decoder_loss_weights'], tf.float32)
+  ex['decoder_loss_weights'] = tf.where(is_mark, w * weight, w)
+  return ex
 
 
 def _model_batch(ex):
@@ -332,6 +379,11 @@ def get_dataset(data: DataConfig, model_config: rahf.RAHFConfig, split: str,
       ds = epoch_task.get_dataset(lengths, split=split, shuffle=False,
                                   num_epochs=1, try_in_mem_cache=False)
     ds = converter(ds, lengths)
+    if data.mark_loss_weight != 1.0 and split == 'train':
+      ids = mark_token_ids(task.output_features['targets'].vocabulary)
+      logging.info('training token loss: mark tokens %s weighted %g', ids,
+                   data.mark_loss_weight)
+      ds = ds.map(lambda ex: _weight_marks(ex, ids, data.mark_loss_weight))
     if split == 'train':
       # Seeds from the host's stream position: example j of step s is at
       # s * host_batch + j whether or not the stream was resumed.

@@ -17,6 +17,7 @@ import dataclasses
 
 from absl.testing import absltest
 import numpy as np
+import seqio
 
 from richhf_jax import model as model_lib
 from richhf_jax import test_utils
@@ -125,6 +126,43 @@ class PipelineTest(absltest.TestCase):
     train = next(self._train(data=caption))  # the training stream too
     model_lib.check_batch(train, self.model_config)
     np.testing.assert_array_equal(train['heatmap_weight'], 0.0)
+
+  def test_mark_loss_weight_scales_only_mark_tokens(self):
+    ids = pipeline.mark_token_ids(seqio.SentencePieceVocabulary(
+        self.paths['vocab']))
+    weighted = dataclasses.replace(self.data, mark_loss_weight=3.0)
+    plain, got = _take(self._train(), 6), _take(self._train(data=weighted), 6)
+    marks = 0
+    for a, b in zip(plain, got):
+      self.assertTrue(_equal({k: v for k, v in a.items()
+                              if k != 'decoder_loss_weights'},
+                             {k: v for k, v in b.items()
+                              if k != 'decoder_loss_weights'}))
+      is_mark = np.isin(a['decoder_target_tokens'], ids)
+      marks += is_mark.sum()
+      np.testing.assert_allclose(
+          b['decoder_loss_weights'],
+          np.where(is_mark, 3.0, 1.0) * a['decoder_loss_weights'])
+    self.assertGreater(marks, 0)
+    # Evaluation batches keep the plain weights.
+    val = lambda d: next(pipeline.numpy_batches(pipeline.get_dataset(
+        d, self.model_config, 'validation', 4, shuffle=False, repeat=False)))
+    np.testing.assert_array_equal(val(weighted)['decoder_loss_weights'],
+                                  val(self.data)['decoder_loss_weights'])
+    with self.assertRaisesRegex(ValueError, 'mark_loss_weight'):
+      dataclasses.replace(self.data, mark_loss_weight=0.0)
+
+  def test_mark_token_ids(self):
+    vocab = seqio.SentencePieceVocabulary(self.paths['vocab'])
+    ids = pipeline.mark_token_ids(vocab)
+    self.assertEqual(vocab.decode(list(ids)), '_0')
+
+    class TwoPieceMark:  # T5's vocabulary spells `_0` as '_' + '0'.
+      def encode(self, text):
+        word, _, mark = text.partition('_')
+        return [100 + len(word)] + ([7, 8] if mark else []) + [1]
+
+    self.assertEqual(pipeline.mark_token_ids(TwoPieceMark()), (7, 8))
 
   def test_start_step_needs_repeat(self):
     with self.assertRaisesRegex(ValueError, 'repeat'):
