@@ -38,6 +38,7 @@ pixel and always compute in float32, whatever the activation dtype.
 """
 
 import dataclasses
+import functools
 from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
@@ -64,6 +65,113 @@ ACTIVATIONS = {
 POST_CONV_ORDERS = ('norm_act', 'act_norm', 'act', 'norm', 'none')
 
 _NHWC_DIMS = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _conv_nhwc(x: Array, kernel: Array, padding) -> Array:
+  return lax.conv_general_dilated(x, kernel, (1, 1), padding,
+                                  dimension_numbers=_NHWC_DIMS)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_tapwise_grad(x: Array, kernel: Array, padding) -> Array:
+  """A stride-1 NHWC/HWIO convolution whose kernel gradient is tap by tap.
+
+  Forward and input gradient are XLA's convolutions. The kernel gradient is
+  one matrix product per kernel tap, `dK[i, j] = sum_bhw x_pad[b, h + i,
+  w + j, :]^T g[b, h, w, :]`: XLA:CPU computes the kernel gradient of a
+  large-image convolution as a convolution with an image-sized window, at
+  13-47 GFLOP/s on the 2-core development machine where these products run
+  at 45-100 and the forward conv at ~180 (3x3, 192-384 channels, 56-224
+  pixels a side; docs/performance.md). Same values up to float rounding.
+
+  Args:
+    x: [B, H, W, C_in].
+    kernel: [kh, kw, C_in, C_out].
+    padding: ((low, high), (low, high)) of the two spatial axes (ints >= 0).
+
+  Returns:
+    [B, H', W', C_out], as `lax.conv_general_dilated` with stride 1.
+  """
+  return _conv_nhwc(x, kernel, padding)
+
+
+def _conv_tapwise_fwd(x, kernel, padding):
+  return _conv_nhwc(x, kernel, padding), (x, kernel)
+
+
+def _conv_tapwise_bwd(padding, res, g):
+  x, kernel = res
+  _, input_vjp = jax.vjp(lambda v: _conv_nhwc(v, kernel, padding), x)
+  (dx,) = input_vjp(g)
+  kh, kw, c_in, c_out = kernel.shape
+  (h_lo, h_hi), (w_lo, w_hi) = padding
+  xp = jnp.pad(x, ((0, 0), (h_lo, h_hi), (w_lo, w_hi), (0, 0)))
+  batch, out_h, out_w, _ = g.shape
+  taps = [
+      jnp.einsum('bhwc,bhwd->cd',
+                 lax.slice(xp, (0, i, j, 0),
+                           (batch, i + out_h, j + out_w, c_in)),
+                 g, preferred_element_type=jnp.float32)
+      for i in range(kh) for j in range(kw)]
+  dk = jnp.stack(taps).reshape(kh, kw, c_in, c_out).astype(kernel.dtype)
+  return dx, dk
+
+
+conv_tapwise_grad.defvjp(_conv_tapwise_fwd, _conv_tapwise_bwd)
+
+
+# How `conv_general_dilated` computes stride-1 kernel gradients: 'auto'
+# (tap-wise on the CPU backend, XLA's own form on accelerators, whose conv
+# libraries compute kernel gradients directly), 'tapwise' or 'xla'. Read at
+# trace time.
+KERNEL_GRAD_METHODS = ('auto', 'tapwise', 'xla')
+kernel_grad_method = 'auto'
+# Narrower convs keep XLA's kernel gradient: with 16-64 channels the per-tap
+# products are thin and XLA's form is faster (measured: the tiny demo model's
+# train step 250 -> 310 ms with every conv tap-wise).
+TAPWISE_MIN_CHANNELS = 128
+
+
+def tapwise_grad_wanted() -> bool:
+  """Whether stride-1 convs take `conv_tapwise_grad` (`kernel_grad_method`)."""
+  check_choice(kernel_grad_method, KERNEL_GRAD_METHODS, 'kernel_grad_method')
+  if kernel_grad_method == 'auto':
+    return jax.default_backend() == 'cpu'
+  return kernel_grad_method == 'tapwise'
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None,
+                         feature_group_count=1, batch_group_count=1,
+                         precision=None, preferred_element_type=None):
+  """`lax.conv_general_dilated` for `nn.Conv`, tap-wise kernel gradient.
+
+  Stride-1, undilated, ungrouped NHWC/HWIO convs with explicit padding and
+  at least `TAPWISE_MIN_CHANNELS` input and output channels take
+  `conv_tapwise_grad` on CPU (`tapwise_grad_wanted`); anything else goes to
+  `lax.conv_general_dilated` unchanged.
+  """
+  plain = functools.partial(
+      lax.conv_general_dilated, lhs, rhs, window_strides, padding,
+      lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+      dimension_numbers=dimension_numbers,
+      feature_group_count=feature_group_count,
+      batch_group_count=batch_group_count, precision=precision,
+      preferred_element_type=preferred_element_type)
+  ones = (None, (1, 1), [1, 1])
+  if (not tapwise_grad_wanted() or isinstance(padding, str)
+      or lhs.ndim != 4 or tuple(window_strides) != (1, 1)
+      or lhs_dilation not in ones or rhs_dilation not in ones
+      or feature_group_count != 1 or batch_group_count != 1
+      or precision is not None or preferred_element_type is not None
+      or lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+      != lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC_DIMS)):
+    return plain()
+  pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+  if (any(p < 0 for pair in pads for p in pair)
+      or min(rhs.shape[2:]) < TAPWISE_MIN_CHANNELS):
+    return plain()
+  return conv_tapwise_grad(lhs, rhs, pads)
 
 
 def check_choice(value: str, choices: Sequence[str], name: str) -> None:
@@ -230,6 +338,7 @@ def conv2d(features: int, kernel_size: int, stride: int, use_bias: bool,
       use_bias=use_bias,
       dtype=dtype,
       param_dtype=jnp.float32,
+      conv_general_dilated=conv_general_dilated,
       kernel_init=nn.with_logical_partitioning(
           nn.initializers.lecun_normal(), CONV_KERNEL_AXES),
       bias_init=nn.with_logical_partitioning(
@@ -356,10 +465,9 @@ def conv_transpose_phase(x: Array, kernel: Array, stride: int, padding: int,
         continue
       # Taps of this phase, reversed: scatter -> correlation.
       sub = kernel[pi.first_tap::s, pj.first_tap::s][::-1, ::-1]
-      row_outputs.append(lax.conv_general_dilated(
-          x[:, r0:r1, c0:c1], sub,
-          window_strides=(1, 1),
-          padding=((h_low, h_high), (w_low, w_high)),
+      row_outputs.append(conv_general_dilated(
+          x[:, r0:r1, c0:c1], sub, (1, 1),
+          ((h_low, h_high), (w_low, w_high)),
           dimension_numbers=_NHWC_DIMS))
     outputs.append(jnp.stack(row_outputs, axis=3))  # [B, rows, cols, s, C]
   # [B, rows, s, cols, s, C] -> [B, rows * s, cols * s, C]: row m * s + i.

@@ -16,8 +16,11 @@
 The sub-pixel ('phase') computation is checked against a float64 numpy
 scatter written from PyTorch's definition, and against the lhs-dilated
 ('dilated') computation in outputs and in gradients with respect to input
-and kernel. The other conv layers are tested in `heatmap_head_test.py`.
+and kernel; the tap-wise kernel gradient against XLA's. The other conv
+layers are tested in `heatmap_head_test.py`.
 """
+
+from unittest import mock
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -165,6 +168,89 @@ class ConvTransposeTest(parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, 'padding=2 leaves no output'):
       _layer(3, 2, 2, 0, 'phase').init(jax.random.key(0),
                                        jnp.ones((1, 1, 1, 1)))
+
+
+class TapwiseKernelGradTest(parameterized.TestCase):
+
+  def _check(self, got, want):
+    scale = float(np.max(np.abs(want)))
+    self.assertGreater(scale, 0)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale)
+
+  @parameterized.named_parameters(
+      ('k3_same', (3, 3), ((1, 1), (1, 1))),
+      ('k2x1_uneven', (2, 1), ((0, 1), (2, 0))),
+      ('k3_valid', (3, 3), ((0, 0), (0, 0))),
+  )
+  def test_values_and_gradients_equal_xla(self, kernel_hw, padding):
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((2, 7, 6, 5)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal(kernel_hw + (5, 4)),
+                         jnp.float32)
+    xla = lambda x, k: jax.lax.conv_general_dilated(
+        x, k, (1, 1), padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    tapwise = lambda x, k: conv_layers.conv_tapwise_grad(x, k, padding)
+    y = xla(x, kernel)
+    target = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
+    grads = {}
+    for name, f in (('xla', xla), ('tapwise', tapwise)):
+      grads[name] = jax.jit(jax.grad(
+          lambda x, k, f=f: jnp.sum(f(x, k) * target), argnums=(0, 1)))(
+              x, kernel)
+    self._check(tapwise(x, kernel), y)
+    self._check(grads['tapwise'][0], grads['xla'][0])
+    self._check(grads['tapwise'][1], grads['xla'][1])
+
+  def _layer_grads(self, layer, x, method):
+    params = layer.init(jax.random.key(1), x)['params']
+    params = nn.unbox(params)
+
+    def loss(params, x):
+      return jnp.sum(jnp.sin(layer.apply({'params': params}, x)))
+
+    with mock.patch.object(conv_layers, 'kernel_grad_method', method), \
+        mock.patch.object(conv_layers, 'TAPWISE_MIN_CHANNELS', 4):
+      jaxpr = str(jax.make_jaxpr(loss)(params, x))
+      grads = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
+    return jaxpr, grads
+
+  @parameterized.named_parameters(
+      ('conv', lambda: conv_layers.conv2d(6, 3, 1, True, jnp.float32, 'c'),
+       True),
+      ('deconv_phase', lambda: conv_layers.ConvTranspose2D(
+          features=6, kernel_size=3, stride=2, padding=1, output_padding=1),
+       True),
+      ('strided_conv_keeps_xla',
+       lambda: conv_layers.conv2d(6, 3, 2, True, jnp.float32, 'c'), False),
+  )
+  def test_layers_take_it_when_asked(self, make_layer, taken):
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 6, 5, 4)),
+                    jnp.float32)
+    layer = make_layer()
+    jaxpr_t, (gp_t, gx_t) = self._layer_grads(layer, x, 'tapwise')
+    jaxpr_x, (gp_x, gx_x) = self._layer_grads(layer, x, 'xla')
+    self.assertEqual('custom_vjp' in jaxpr_t, taken)
+    self.assertNotIn('custom_vjp', jaxpr_x)
+    self._check(gx_t, gx_x)
+    for a, b in zip(jax.tree.leaves(gp_t), jax.tree.leaves(gp_x)):
+      self._check(a, b)
+
+  def test_narrow_convs_keep_xla(self):
+    layer = conv_layers.conv2d(6, 3, 1, True, jnp.float32, 'c')
+    x = jnp.ones((1, 4, 4, 4))
+    params = nn.unbox(layer.init(jax.random.key(1), x)['params'])
+    with mock.patch.object(conv_layers, 'kernel_grad_method', 'tapwise'):
+      jaxpr = str(jax.make_jaxpr(
+          lambda p: jnp.sum(layer.apply({'params': p}, x)))(params))
+    self.assertNotIn('custom_vjp', jaxpr)  # 4 and 6 channels < 128
+
+  def test_auto_is_cpu_only_and_names_are_checked(self):
+    with mock.patch.object(conv_layers, 'kernel_grad_method', 'auto'):
+      self.assertEqual(conv_layers.tapwise_grad_wanted(),
+                       jax.default_backend() == 'cpu')
+    with mock.patch.object(conv_layers, 'kernel_grad_method', 'im2col'):
+      with self.assertRaisesRegex(ValueError, 'kernel_grad_method'):
+        conv_layers.tapwise_grad_wanted()
 
 
 if __name__ == '__main__':
