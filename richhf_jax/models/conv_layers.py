@@ -128,7 +128,7 @@ KERNEL_GRAD_METHODS = ('auto', 'tapwise', 'xla')
 kernel_grad_method = 'auto'
 # Narrower convs keep XLA's kernel gradient: with 16-64 channels the per-tap
 # products are thin and XLA's form is faster (measured: the tiny demo model's
-# train step 250 -> 310 ms with every conv tap-wise).
+# train step ~250 -> ~310 ms with every conv tap-wise).
 TAPWISE_MIN_CHANNELS = 128
 
 
