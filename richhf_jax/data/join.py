@@ -288,15 +288,23 @@ def joined_example(example, *, image: bytes, uid: str, prompt: str,
   return example
 
 
+# Summary count of each skip reason -> the summary list naming its examples.
+_SKIP_LISTS = {
+    'missing': 'missing_uids', 'label_mismatch': 'label_mismatch_files',
+    'corrupt': 'corrupt_examples', 'empty_image': 'empty_image_uids',
+    'corrupt_image': 'corrupt_image_uids', 'empty_prompt': 'empty_prompt_uids',
+}
+
+
 def _new_split_summary() -> dict[str, Any]:
-  return dict(release_records=0, written=0, missing=0, missing_uids=[],
-              label_mismatch=0, label_mismatch_files=[], corrupt=0,
-              corrupt_examples=[], empty_image=0, empty_image_uids=[],
-              corrupt_image=0, corrupt_image_uids=[], empty_prompt=0,
-              empty_prompt_uids=[])
+  summary = dict(release_records=0, written=0)
+  for key, list_key in _SKIP_LISTS.items():
+    summary[key], summary[list_key] = 0, []
+  return summary
 
 
-def _note(summary, key, list_key, item):
+def _note(summary, key, item):
+  list_key = _SKIP_LISTS[key]
   summary[key] += 1
   if len(summary[list_key]) < MAX_LISTED:
     summary[list_key].append(item)
@@ -340,13 +348,6 @@ def _check_record(rec: bytes, split: str, captions: dict[str, str],
   return 'ok', example.SerializeToString()
 
 
-# Summary key of each skip reason -> the summary list that names examples.
-_SKIP_LISTS = {
-    'corrupt': 'corrupt_examples', 'missing': 'missing_uids',
-    'empty_prompt': 'empty_prompt_uids',
-    'label_mismatch': 'label_mismatch_files',
-    'empty_image': 'empty_image_uids', 'corrupt_image': 'corrupt_image_uids',
-}
 _CHUNK = 64  # records validated concurrently; bounds the memory held
 
 
@@ -400,10 +401,10 @@ def write_split(split: str, richhf_dir: str, out_dir: str,
           writers[summary['written'] % n].write(item)
           summary['written'] += 1
         else:
-          _note(summary, status, _SKIP_LISTS[status], item)
+          _note(summary, status, item)
       bar.update(len(chunk))
       if broken is not None:
-        _note(summary, 'corrupt', 'corrupt_examples', str(broken))
+        _note(summary, 'corrupt', str(broken))
   bar.close()
   for w in writers:
     w.close()
@@ -473,12 +474,7 @@ def _report(summary: dict[str, Any]) -> None:
           f"mismatch skipped {s['label_mismatch']}, corrupt {s['corrupt']}, "
           f"empty image {s['empty_image']}, corrupt image "
           f"{s['corrupt_image']}, empty prompt {s['empty_prompt']}")
-    for key, lst in (('missing', 'missing_uids'),
-                     ('label_mismatch', 'label_mismatch_files'),
-                     ('corrupt', 'corrupt_examples'),
-                     ('empty_image', 'empty_image_uids'),
-                     ('corrupt_image', 'corrupt_image_uids'),
-                     ('empty_prompt', 'empty_prompt_uids')):
+    for key, lst in _SKIP_LISTS.items():
       if s[key]:
         print(f'  {key} (first {len(s[lst])}): ' + ', '.join(s[lst]),
               file=sys.stderr)

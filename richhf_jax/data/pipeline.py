@@ -381,12 +381,12 @@ def get_dataset(data: DataConfig, model_config: rahf.RAHFConfig, split: str,
       ds = epoch_task.get_dataset(lengths, split=split, shuffle=False,
                                   num_epochs=1, try_in_mem_cache=False)
     ds = converter(ds, lengths)
-    if data.mark_loss_weight != 1.0 and split == 'train':
-      ids = mark_token_ids(task.output_features['targets'].vocabulary)
-      logging.info('training token loss: mark tokens %s weighted %g', ids,
-                   data.mark_loss_weight)
-      ds = ds.map(lambda ex: _weight_marks(ex, ids, data.mark_loss_weight))
     if split == 'train':
+      if data.mark_loss_weight != 1.0:
+        ids = mark_token_ids(task.output_features['targets'].vocabulary)
+        logging.info('training token loss: mark tokens %s weighted %g', ids,
+                     data.mark_loss_weight)
+        ds = ds.map(lambda ex: _weight_marks(ex, ids, data.mark_loss_weight))
       # Seeds from the host's stream position: example j of step s is at
       # s * host_batch + j whether or not the stream was resumed.
       ds = pp.augment(ds, data.augment, seed, start=start_step * host_batch,
