@@ -217,9 +217,11 @@ class MultiHeadDotProductAttention(nn.Module):
     logits = jnp.einsum('bqhd,bkhd->bhqk', q, k).astype(jnp.float32)
     weights = jax.nn.softmax(logits * (d ** -0.5), axis=-1).astype(dtype)
     y = jnp.einsum('bhqk,bkhd->bqhd', weights, v)  # [B, N, H, D]
-    return _Projection((h, d, cfg.width), ('heads', 'kv', 'embed'),
-                       (cfg.width,), ('embed',), '...hd,hdw->...w', 2, dtype,
-                       name='out')(y)
+    out = _Projection((h, d, cfg.width), ('heads', 'kv', 'embed'),
+                      (cfg.width,), ('embed',), '...hd,hdw->...w', 2, dtype,
+                      name='out')(y)
+    # Pinned: see Encoder1DBlock.
+    return nn.with_logical_constraint(out, ('batch', 'length', 'embed'))
 
 
 class Encoder1DBlock(nn.Module):
@@ -235,11 +237,16 @@ class Encoder1DBlock(nn.Module):
                ) -> tuple[Array, None]:
     cfg = self.config
     dtype = cfg.jnp_dtype
-    y = _layer_norm(cfg)(x).astype(dtype)
+    # Every activation's layout is pinned. On a mesh with data, fsdp and
+    # model axes all > 1, XLA's propagated layouts (jax 0.10.2, Shardy and
+    # GSPMD alike) gave the attention output with its batch shards permuted
+    # and wrong gradients upstream of it (tests/sharding_test.py).
+    c = lambda t: nn.with_logical_constraint(t, ('batch', 'length', 'embed'))
+    y = c(_layer_norm(cfg)(x).astype(dtype))
     y = MultiHeadDotProductAttention(cfg)(y)
     y = nn.Dropout(rate=cfg.dropout)(y, deterministic)
-    x = x + y
-    y = _layer_norm(cfg)(x).astype(dtype)
+    x = c(x + y)
+    y = c(_layer_norm(cfg)(x).astype(dtype))
     y = MlpBlock(cfg)(y, deterministic)
     y = nn.Dropout(rate=cfg.dropout)(y, deterministic)
     x = x + y
