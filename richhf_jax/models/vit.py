@@ -217,11 +217,9 @@ class MultiHeadDotProductAttention(nn.Module):
     logits = jnp.einsum('bqhd,bkhd->bhqk', q, k).astype(jnp.float32)
     weights = jax.nn.softmax(logits * (d ** -0.5), axis=-1).astype(dtype)
     y = jnp.einsum('bhqk,bkhd->bqhd', weights, v)  # [B, N, H, D]
-    out = _Projection((h, d, cfg.width), ('heads', 'kv', 'embed'),
-                      (cfg.width,), ('embed',), '...hd,hdw->...w', 2, dtype,
-                      name='out')(y)
-    # Pinned: see Encoder1DBlock.
-    return nn.with_logical_constraint(out, ('batch', 'length', 'embed'))
+    return _Projection((h, d, cfg.width), ('heads', 'kv', 'embed'),
+                       (cfg.width,), ('embed',), '...hd,hdw->...w', 2, dtype,
+                       name='out')(y)
 
 
 class Encoder1DBlock(nn.Module):
@@ -243,7 +241,7 @@ class Encoder1DBlock(nn.Module):
     # and wrong gradients upstream of it (tests/sharding_test.py).
     c = lambda t: nn.with_logical_constraint(t, ('batch', 'length', 'embed'))
     y = c(_layer_norm(cfg)(x).astype(dtype))
-    y = MultiHeadDotProductAttention(cfg)(y)
+    y = c(MultiHeadDotProductAttention(cfg)(y))
     y = nn.Dropout(rate=cfg.dropout)(y, deterministic)
     x = c(x + y)
     y = c(_layer_norm(cfg)(x).astype(dtype))
