@@ -73,7 +73,8 @@ T5_SMALL_V1_0 = dict(emb_dim=512, num_heads=8, head_dim=64, mlp_dim=2048,
 
 def model_config(name: str, variant: str = 'multihead',
                  dtype: str = 'float32', remat: bool = False,
-                 heatmap_head_preset: str = 'port') -> rahf.RAHFConfig:
+                 heatmap_head_preset: str = 'port',
+                 heatmap_batch_chunks: int = 1) -> rahf.RAHFConfig:
   """The RAHF configuration `name` (see the module docstring).
 
   Args:
@@ -84,6 +85,8 @@ def model_config(name: str, variant: str = 'multihead',
       in the backward pass.
     heatmap_head_preset: heatmap head preset for 'paper' and 'small' ('port'
       or 'efficient'); 'tiny' always uses the tiny heads.
+    heatmap_batch_chunks: `HeatmapHeadConfig.batch_chunks` (the heatmap
+      heads run over this many sequential slices of the batch).
 
   Raises:
     ValueError: an unknown name or dtype.
@@ -110,7 +113,8 @@ def model_config(name: str, variant: str = 'multihead',
   return rahf.RAHFConfig(
       vit=dataclasses.replace(vit, dtype=dtype, remat=remat),
       t5=dataclasses.replace(t5, dtype=dtype, remat=remat),
-      heatmap_head=dataclasses.replace(hm, dtype=jdtype, remat=remat),
+      heatmap_head=dataclasses.replace(hm, dtype=jdtype, remat=remat,
+                                       batch_chunks=heatmap_batch_chunks),
       score_head=dataclasses.replace(sc, dtype=jdtype),
       variant=variant)
 

@@ -666,10 +666,9 @@ class Trainer:
           f'{n} micro-batch(es) over {shards} batch shards (mesh '
           f'{dict(self.mesh.shape)}); use a multiple of {n * shards}')
 
-  def compile(self, batch_spec: Mapping[str, jax.ShapeDtypeStruct]) -> float:
-    """Compiles the train step ahead of time; returns compile seconds."""
+  def lower(self, batch_spec: Mapping[str, jax.ShapeDtypeStruct]) -> Any:
+    """The train step lowered for `batch_spec` (`jax.stages.Lowered`)."""
     self._check_batch_size(next(iter(batch_spec.values())).shape[0], 'train')
-    t0 = time.time()
     with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
       batch_sh = {k: self.batch_sharding for k in batch_spec}
       step = jax.jit(
@@ -677,9 +676,15 @@ class Trainer:
           in_shardings=(self.state_shardings, batch_sh, self._replicated),
           out_shardings=(self.state_shardings, self._replicated),
           donate_argnums=(0,), compiler_options=self.compiler_options)
-      # The lowered program stays for its backend-independent cost analysis.
-      self._lowered_step = step.lower(
-          self.state, dict(batch_spec), jax.random.key(self.config.seed))
+      return step.lower(self.state, dict(batch_spec),
+                        jax.random.key(self.config.seed))
+
+  def compile(self, batch_spec: Mapping[str, jax.ShapeDtypeStruct]) -> float:
+    """Compiles the train step ahead of time; returns compile seconds."""
+    t0 = time.time()
+    # The lowered program stays for its backend-independent cost analysis.
+    self._lowered_step = self.lower(batch_spec)
+    with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
       self._compiled_step = self._lowered_step.compile()
     seconds = time.time() - t0
     logging.info('compiled the train step in %.1fs', seconds)

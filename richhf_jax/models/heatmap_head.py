@@ -107,6 +107,14 @@ class HeatmapHeadConfig:
     remat: rematerialize each upsampling block in the backward pass: its
       high-resolution activations are recomputed instead of stored (only the
       block inputs are kept). Same parameters and outputs.
+    batch_chunks: run the head over the batch in this many sequential
+      slices (a scan whose body is rematerialised as a whole), so that the
+      backward pass holds one slice's high-resolution activations at a time
+      instead of the whole batch's. Example i goes to slice i % batch_chunks
+      (a batch sharded in contiguous blocks keeps its sharding); a batch
+      that does not divide is padded with zeros for the scan. Same
+      parameters and outputs; costs one extra forward pass of the head in
+      training, like `remat`. 1 = off.
     deconv_method: how the transposed convs compute, one of
       `conv_layers.DECONV_METHODS`: 'phase' (sub-pixel convs; the fast one
       on CPU) or 'dilated' (one conv of the lhs-dilated input). Same
@@ -128,6 +136,7 @@ class HeatmapHeadConfig:
   output_size: tuple[int, int] | None = None
   bilinear_upsample: int = 1
   remat: bool = False
+  batch_chunks: int = 1
   deconv_method: str = 'phase'
   dtype: Any = jnp.float32
 
@@ -161,6 +170,10 @@ class HeatmapHeadConfig:
         or self.bilinear_upsample < 1):
       raise ValueError('bilinear_upsample must be a positive int, got '
                        f'{self.bilinear_upsample!r}')
+    if (not isinstance(self.batch_chunks, int)
+        or isinstance(self.batch_chunks, bool) or self.batch_chunks < 1):
+      raise ValueError('batch_chunks must be a positive int, got '
+                       f'{self.batch_chunks!r}')
     if not isinstance(self.remat, bool):
       raise ValueError(f'remat must be a bool, got {self.remat!r}')
     if not jnp.issubdtype(jnp.dtype(self.dtype), jnp.floating):
@@ -251,31 +264,9 @@ class HeatmapHead(nn.Module):
     act = conv_layers.activation_fn(self.config.activation)
     return conv_layers.post_conv(x, order, norm, act)
 
-  @nn.compact
-  def __call__(self, feature_map: Array, *, train: bool = False,
-               return_logits: bool = False) -> Array:
-    """Predicts a heatmap.
-
-    Args:
-      feature_map: [B, h, w, D] image features.
-      train: unused (the head has no dropout or batch statistics); kept for
-        the common head interface.
-      return_logits: return the pre-sigmoid logits instead (for losses that
-        work on logits).
-
-    Returns:
-      [B, H, W] float32 in [0, 1] (or logits), with (H, W) =
-      `config.output_size` if set, else (h, w) * `config.upsample_factor`
-      (which includes `config.bilinear_upsample`).
-
-    Raises:
-      ValueError: `feature_map` is not 4-D.
-    """
-    del train
+  def _logits(self, feature_map: Array) -> Array:
+    """[B, h, w, D] -> [B, H, W] float32 logits (before the sigmoid)."""
     cfg = self.config
-    if feature_map.ndim != 4:
-      raise ValueError(f'feature_map must be [B, h, w, D], got shape '
-                       f'{feature_map.shape}')
     x = feature_map.astype(cfg.dtype)
 
     # [B, h, w, D] -> [B, h, w, conv_channels[-1]]
@@ -303,6 +294,55 @@ class HeatmapHead(nn.Module):
       size = (h * cfg.bilinear_upsample, w * cfg.bilinear_upsample)
     if size is not None and tuple(size) != (h, w):
       logits = jax.image.resize(logits, (batch, *size), method='bilinear')
+    return logits
+
+  @nn.compact
+  def __call__(self, feature_map: Array, *, train: bool = False,
+               return_logits: bool = False) -> Array:
+    """Predicts a heatmap.
+
+    Args:
+      feature_map: [B, h, w, D] image features.
+      train: unused (the head has no dropout or batch statistics); kept for
+        the common head interface.
+      return_logits: return the pre-sigmoid logits instead (for losses that
+        work on logits).
+
+    Returns:
+      [B, H, W] float32 in [0, 1] (or logits), with (H, W) =
+      `config.output_size` if set, else (h, w) * `config.upsample_factor`
+      (which includes `config.bilinear_upsample`).
+
+    Raises:
+      ValueError: `feature_map` is not 4-D.
+    """
+    del train
+    cfg = self.config
+    if feature_map.ndim != 4:
+      raise ValueError(f'feature_map must be [B, h, w, D], got shape '
+                       f'{feature_map.shape}')
+    n = cfg.batch_chunks
+    if n == 1:
+      logits = self._logits(feature_map)
+    else:
+      # [B, ...] -> [S, n, ...]: slice c of the scan holds examples c, c + n,
+      # c + 2n, ...; rows of the leading axis stay where the batch sharding
+      # put them.
+      batch = feature_map.shape[0]
+      per_slice = -(-batch // n)
+      x = feature_map
+      if per_slice * n != batch:
+        x = jnp.pad(x, [(0, per_slice * n - batch), (0, 0), (0, 0), (0, 0)])
+      x = x.reshape(per_slice, n, *x.shape[1:])
+
+      def step(module, carry, x_slice):
+        return carry, module._logits(x_slice)  # pylint: disable=protected-access
+
+      scan = nn.scan(nn.remat(step), variable_broadcast='params',
+                     split_rngs={'params': False}, in_axes=1, out_axes=1,
+                     length=n)
+      _, logits = scan(self, None, x)
+      logits = logits.reshape(per_slice * n, *logits.shape[2:])[:batch]
     if return_logits:
       return nn.with_logical_constraint(logits, ('batch', 'height', 'width'))
     heatmap = jax.nn.sigmoid(logits)

@@ -362,6 +362,39 @@ class HeatmapHeadTest(parameterized.TestCase):
     for g, gr in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_remat)):
       np.testing.assert_allclose(gr, g, rtol=1e-4, atol=1e-6)
 
+  @parameterized.parameters((4, 2, False), (5, 2, False), (4, 3, True))
+  def test_batch_chunks_keep_params_outputs_and_grads(self, batch, chunks,
+                                                      remat):
+    # 5 examples in 2 slices and 4 in 3 need padding for the scan.
+    config = _small_port_config()
+    chunked = _small_port_config(batch_chunks=chunks, remat=remat)
+    x = _normal((batch, 2, 2, 5))
+    head, head_chunked = (heatmap_head.HeatmapHead(config),
+                          heatmap_head.HeatmapHead(chunked))
+    params = _random_params(head, x)
+    # Init at batch 1 (as the model does) gives the same tree.
+    abstract = jax.eval_shape(head_chunked.init, jax.random.key(0), x[:1])
+    self.assertEqual(
+        jax.tree.map(lambda a: a.shape, nn.unbox(abstract)['params']),
+        jax.tree.map(lambda a: a.shape, params))
+    target = jnp.asarray(
+        np.random.default_rng(3).uniform(size=(batch, 32, 32)))
+
+    def loss(module, p, inputs):
+      return jnp.mean(jnp.square(module.apply({'params': p}, inputs) - target))
+
+    full, sliced = (head.apply({'params': params}, x),
+                    head_chunked.apply({'params': params}, x))
+    np.testing.assert_allclose(sliced, full, rtol=1e-5, atol=1e-6)
+    grad = jax.grad(functools.partial(loss, head), argnums=(0, 1))
+    grad_chunked = jax.jit(jax.grad(functools.partial(loss, head_chunked),
+                                    argnums=(0, 1)))
+    # The slices run in a loop: one slice's activations at a time.
+    self.assertIn('stablehlo.while', grad_chunked.lower(params, x).as_text())
+    for g, gc in zip(jax.tree.leaves(jax.jit(grad)(params, x)),
+                     jax.tree.leaves(grad_chunked(params, x))):
+      np.testing.assert_allclose(gc, g, rtol=1e-4, atol=1e-6)
+
   def test_deconv_methods_agree(self):
     # Same parameters and outputs whichever way the deconvs compute.
     x = _normal((2, 2, 3, 5))
@@ -440,6 +473,9 @@ class HeatmapHeadTest(parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, 'bilinear_upsample must be a '
                                 'positive int, got 0'):
       heatmap_head.get_heatmap_head_config('tiny', bilinear_upsample=0)
+    with self.assertRaisesRegex(ValueError, 'batch_chunks must be a '
+                                'positive int, got 0'):
+      heatmap_head.get_heatmap_head_config('tiny', batch_chunks=0)
     with self.assertRaisesRegex(ValueError, 'remat must be a bool'):
       heatmap_head.get_heatmap_head_config('tiny', remat='yes')
     with self.assertRaisesRegex(ValueError, r"deconv_method must be one of "
