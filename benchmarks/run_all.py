@@ -74,7 +74,12 @@ CPU = QUICK + [
     ('train_step.py', '--config paper --batch 1 --compile_only'),
     ('train_step.py', '--config paper --batch 2 --compile_only'),
     ('train_step.py', '--config paper --batch 2 --remat --compile_only'),
-    ('train_step.py', '--config paper --batch 4 --remat --compile_only'),
+    # The memory-target configuration: remat, Adafactor, heatmap heads over
+    # slices of the batch.
+    ('train_step.py', '--config paper --batch 2 --remat --optimizer adafactor '
+                      '--heatmap_batch_chunks 2 --compile_only'),
+    ('train_step.py', '--config paper --batch 4 --remat --optimizer adafactor '
+                      '--heatmap_batch_chunks 4 --compile_only'),
     ('inference.py', '--config paper --batch 1 --steps 2'),
     ('inference.py', '--config paper --batch 1 --heatmap_head efficient '
                      '--steps 2'),
@@ -85,7 +90,8 @@ CPU = QUICK + [
 ]
 FULL = CPU + [
     ('train_step.py', '--config paper --batch 1 --steps 1'),
-    ('train_step.py', '--config paper --batch 2 --remat --steps 1'),
+    ('train_step.py', '--config paper --batch 2 --remat --optimizer adafactor '
+                      '--heatmap_batch_chunks 2 --steps 1 --warmup 0'),
     ('train_step.py', '--config small --batch 4 --steps 1'),
     ('train_step.py', '--config small --batch 1 --heatmap_head efficient '
                       '--steps 2'),
