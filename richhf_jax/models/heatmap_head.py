@@ -114,7 +114,8 @@ class HeatmapHeadConfig:
       (a batch sharded in contiguous blocks keeps its sharding); a batch
       that does not divide is padded with zeros for the scan. Same
       parameters and outputs; costs one extra forward pass of the head in
-      training, like `remat`. 1 = off.
+      training (with `remat` too, the upsampling blocks run forward a third
+      time, inside the slice's backward pass). 1 = off.
     deconv_method: how the transposed convs compute, one of
       `conv_layers.DECONV_METHODS`: 'phase' (sub-pixel convs; the fast one
       on CPU) or 'dilated' (one conv of the lhs-dilated input). Same
