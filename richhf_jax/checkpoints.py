@@ -60,9 +60,20 @@ def _dict_diff(a: Any, b: Any, prefix: str = '') -> list[str]:
   return [] if a == b else [f'{prefix[:-1]}: {a!r} vs {b!r}']
 
 
+# Model config fields that change how the model computes (memory, speed) but
+# not its parameters or outputs: a run may resume, or a checkpoint be
+# evaluated, with other values (or with a checkpoint saved before the field
+# existed).
+EXECUTION_ONLY_FIELDS = frozenset({
+    'vit.remat', 't5.remat', 'heatmap_head.remat',
+    'heatmap_head.batch_chunks', 'heatmap_head.deconv_method'})
+
+
 def check_model_config(meta: dict[str, Any], model_config: Any,
                        where: str) -> None:
   """Refuses a checkpoint whose saved model config differs from ours.
+
+  Fields in `EXECUTION_ONLY_FIELDS` may differ.
 
   Raises:
     ValueError: listing the differing fields (checkpoint vs requested).
@@ -70,7 +81,8 @@ def check_model_config(meta: dict[str, Any], model_config: Any,
   have = meta.get('model_config')
   if have is None:
     return
-  diffs = _dict_diff(have, _to_json(model_config))
+  diffs = [d for d in _dict_diff(have, _to_json(model_config))
+           if d.split(':', 1)[0] not in EXECUTION_ONLY_FIELDS]
   if diffs:
     raise ValueError(
         f'the checkpoint in {where} was written for another model config; '

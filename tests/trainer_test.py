@@ -124,6 +124,17 @@ class TrainerTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, r't5\.emb_dim: 64 vs 96'):
       checkpoints.check_model_config(meta, wider, self.tmp)
     checkpoints.check_model_config(meta, self.cfg, self.tmp)  # no error
+    # Fields that change memory and speed only may differ, or be missing
+    # from a checkpoint saved before they existed.
+    lean = dataclasses.replace(
+        self.cfg, vit=dataclasses.replace(self.cfg.vit, remat=True),
+        heatmap_head=dataclasses.replace(self.cfg.heatmap_head, remat=True,
+                                         batch_chunks=2))
+    checkpoints.check_model_config(meta, lean, self.tmp)
+    del meta['model_config']['heatmap_head']['batch_chunks']
+    checkpoints.check_model_config(meta, self.cfg, self.tmp)
+    with self.assertRaisesRegex(ValueError, r't5\.emb_dim: 64 vs 96'):
+      checkpoints.check_model_config(meta, wider, self.tmp)
 
   def test_restore_into_a_different_shape_fails_clearly(self):
     wider = dataclasses.replace(
