@@ -189,6 +189,13 @@ def check_choice(value: str, choices: Sequence[str], name: str) -> None:
     raise ValueError(f'{name} must be one of {list(choices)}, got {value!r}')
 
 
+def check_feature_map(feature_map) -> None:
+  """Raises ValueError unless `feature_map` is 4-D ([B, h, w, D])."""
+  if feature_map.ndim != 4:
+    raise ValueError(f'feature_map must be [B, h, w, D], got shape '
+                     f'{feature_map.shape}')
+
+
 def check_channels(channels: Sequence[int], name: str,
                    allow_empty: bool = True) -> None:
   """Raises ValueError unless `channels` is a tuple of positive ints.

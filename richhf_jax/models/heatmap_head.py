@@ -319,9 +319,7 @@ class HeatmapHead(nn.Module):
     """
     del train
     cfg = self.config
-    if feature_map.ndim != 4:
-      raise ValueError(f'feature_map must be [B, h, w, D], got shape '
-                       f'{feature_map.shape}')
+    conv_layers.check_feature_map(feature_map)
     n = cfg.batch_chunks
     if n == 1:
       logits = self._logits(feature_map)

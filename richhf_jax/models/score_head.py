@@ -192,9 +192,7 @@ class ScoreHead(nn.Module):
     """
     del train
     cfg = self.config
-    if feature_map.ndim != 4:
-      raise ValueError(f'feature_map must be [B, h, w, D], got shape '
-                       f'{feature_map.shape}')
+    conv_layers.check_feature_map(feature_map)
     act = conv_layers.activation_fn(cfg.activation)
     x = feature_map.astype(cfg.dtype)
 
