@@ -51,11 +51,15 @@ def _to_json(obj: Any) -> Any:
     return str(obj)
 
 
-def _dict_diff(a: Any, b: Any, prefix: str = '') -> list[str]:
+def _dict_diff(a: Any, b: Any, prefix: str = '',
+               ignore: frozenset[str] = frozenset()) -> list[str]:
+  """'path: a vs b' for each differing leaf, skipping the paths in ignore."""
+  if prefix[:-1] in ignore:
+    return []
   if isinstance(a, dict) and isinstance(b, dict):
     out = []
     for k in sorted(set(a) | set(b)):
-      out += _dict_diff(a.get(k), b.get(k), f'{prefix}{k}.')
+      out += _dict_diff(a.get(k), b.get(k), f'{prefix}{k}.', ignore)
     return out
   return [] if a == b else [f'{prefix[:-1]}: {a!r} vs {b!r}']
 
@@ -81,8 +85,8 @@ def check_model_config(meta: dict[str, Any], model_config: Any,
   have = meta.get('model_config')
   if have is None:
     return
-  diffs = [d for d in _dict_diff(have, _to_json(model_config))
-           if d.split(':', 1)[0] not in EXECUTION_ONLY_FIELDS]
+  diffs = _dict_diff(have, _to_json(model_config),
+                     ignore=EXECUTION_ONLY_FIELDS)
   if diffs:
     raise ValueError(
         f'the checkpoint in {where} was written for another model config; '
