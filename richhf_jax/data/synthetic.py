@@ -345,25 +345,42 @@ def rater_heatmap(points_per_rater: Sequence[Sequence[tuple[float, float]]],
     union of discs of radius size / 20).
   """
   radius = DISC_RADIUS_FRACTION * size
+  num_raters = max(1, len(points_per_rater))
   # Pixel-centre coordinates as a column and a row (broadcast per disc).
   coords = np.arange(size, dtype=np.float32) + 0.5
   yy, xx = coords[:, None], coords[None, :]
-  total = np.zeros((size, size), np.float32)
+  # How many raters cover each pixel, within the box around all discs (most
+  # maps are empty or nearly so).
+  rater_boxes = []
   for points in points_per_rater:
-    mask = np.zeros((size, size), bool)
+    boxes = []
     for x, y in points:
       x0, x1 = int(max(0, x * size - radius - 1)), int(
           min(size, x * size + radius + 2))
       y0, y1 = int(max(0, y * size - radius - 1)), int(
           min(size, y * size + radius + 2))
-      if x0 >= x1 or y0 >= y1:
-        continue
-      mask[y0:y1, x0:x1] |= ((xx[:, x0:x1] - x * size) ** 2 +
-                             (yy[y0:y1] - y * size) ** 2
-                             <= radius ** 2)
-    total += mask
-  return np.round(total / max(1, len(points_per_rater)) * 255).astype(
-      np.uint8)
+      if x0 < x1 and y0 < y1:
+        boxes.append((x, y, x0, x1, y0, y1))
+    rater_boxes.append(boxes)
+  out = np.zeros((size, size), np.uint8)
+  boxes = [b for r in rater_boxes for b in r]
+  if not boxes:
+    return out
+  bx0, bx1 = min(b[2] for b in boxes), max(b[3] for b in boxes)
+  by0, by1 = min(b[4] for b in boxes), max(b[5] for b in boxes)
+  count = np.zeros((by1 - by0, bx1 - bx0), np.uint8)
+  for boxes in rater_boxes:
+    mask = np.zeros_like(count, bool)
+    for x, y, x0, x1, y0, y1 in boxes:
+      mask[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0] |= (
+          (xx[:, x0:x1] - x * size) ** 2 + (yy[y0:y1] - y * size) ** 2
+          <= radius ** 2)
+    count += mask
+  # round(255 * count / raters), computed in float32 once per count value.
+  levels = np.round(
+      np.arange(num_raters + 1, dtype=np.float32) / num_raters * 255)
+  out[by0:by1, bx0:bx1] = levels.astype(np.uint8)[count]
+  return out
 
 
 def _rate(rng, centers) -> tuple[list[list[tuple[float, float]]],

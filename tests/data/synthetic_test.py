@@ -126,6 +126,26 @@ class SyntheticTest(absltest.TestCase):
     self.assertEqual((xs.max() - xs.min() + 1, ys.max() - ys.min() + 1),
                      (52, 52))
 
+  def test_rater_heatmap_equals_the_dense_definition(self):
+    # Overlapping discs of one rater count once; discs cut by the border;
+    # 1-4 raters (so 255 * k / n rounds); a rater with no points.
+    rng = np.random.default_rng(11)
+    size = 64
+    centres = np.arange(size, dtype=np.float32) + 0.5
+    for _ in range(40):
+      raters = [[tuple(rng.uniform(-0.05, 1.05, 2))
+                 for _ in range(int(rng.integers(0, 4)))]
+                for _ in range(int(rng.integers(1, 5)))]
+      raters[0] = raters[0] + [(raters[0] or [(0.5, 0.5)])[0]]
+      union = [np.any([(centres[None, :] - x * size) ** 2 +
+                       (centres[:, None] - y * size) ** 2
+                       <= (size / 20) ** 2 for x, y in pts] or
+                      [np.zeros((size, size), bool)], axis=0)
+               for pts in raters]
+      expected = np.round(np.mean(union, axis=0) * 255).astype(np.uint8)
+      np.testing.assert_array_equal(
+          synthetic.rater_heatmap(raters, size), expected, str(raters))
+
   def test_scores_follow_defects(self):
     art = {True: [], False: []}
     mis = {True: [], False: []}
