@@ -276,6 +276,17 @@ class OptimizerFeaturesTest(absltest.TestCase):
     with self.assertRaisesRegex(Exception, 'xla_no_such_option'):
       tr.compile(spec)
 
+  def test_init_compiler_options_reach_the_compiler(self):
+    self.assertEqual(trainer_lib.init_compiler_options(10**6, 'cpu'),
+                     {'xla_backend_optimization_level': 0})
+    self.assertIsNone(trainer_lib.init_compiler_options(10**8, 'cpu'))
+    self.assertIsNone(trainer_lib.init_compiler_options(10**6, 'gpu'))
+    tr = trainer_lib.Trainer(model_lib.RAHFModel(self.cfg), self.base, 6, 7)
+    with mock.patch.object(trainer_lib, 'init_compiler_options',
+                           lambda n, b: {'xla_no_such_option': True}):
+      with self.assertRaisesRegex(Exception, 'xla_no_such_option'):
+        tr.init_state()
+
   def test_unknown_module_name_lists_the_modules(self):
     tc = dataclasses.replace(self.base, freeze=('vitt',))
     with self.assertRaisesRegex(ValueError, r"'vitt' matches no parameter.*"
