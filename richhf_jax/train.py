@@ -31,6 +31,7 @@ JAX_NUM_PROCESSES, JAX_PROCESS_ID; on TPU pods nothing is needed with
 logs, summaries and the config.
 """
 
+import concurrent.futures
 import dataclasses
 import itertools
 import json
@@ -83,6 +84,20 @@ def _restore_or_init(trainer, ckpt, model_config, log_fn,
   step = int(trainer.state.step)
   log_fn(f'resumed from {ckpt.directory} step {step}')
   return int(saved.get('data_position', step))
+
+
+def _train_batches(data, model_config, train_config, position: int):
+  """The training batches from global step `position`, first one read."""
+  # Resuming at `position` skips raw records of the current epoch only.
+  ds = pipeline.get_dataset(data, model_config, 'train',
+                            train_config.batch_size, shuffle=True,
+                            repeat=True, start_step=position)
+  batches = pipeline.numpy_batches(ds)
+  try:
+    first = next(batches)
+  except StopIteration:
+    return iter(())  # The trainer reports the empty stream.
+  return itertools.chain([first], batches)
 
 
 def _validation_batches(data, model_config, train_config):
@@ -141,15 +156,22 @@ def train(model_dir: str = gin.REQUIRED,
         best_mode=train_config.best_mode)
   meta = {'model_config': model_config, 'data': data,
           'train_config': train_config}
+  early = None
+  if ckpt.latest_step() is None:
+    # A new run reads from step 0: set up the input pipeline and read its
+    # first batch in a thread while the state is initialised (the init
+    # program's compile overlaps tf.data's tracing and decoding).
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    early = pool.submit(_train_batches, data, model_config, train_config, 0)
+    pool.shutdown(wait=False)  # The thread ends with its one task.
   position = _restore_or_init(trainer, ckpt, model_config, log_fn,
                               init_from)
   if main:
     trainer.write_model_info(trainer_lib.model_info_path(model_dir))
-  # Resuming at `position` skips raw records of the current epoch only.
-  ds = pipeline.get_dataset(data, model_config, 'train',
-                            train_config.batch_size, shuffle=True,
-                            repeat=True, start_step=position)
-  batches = pipeline.numpy_batches(ds)
+  if early is not None and position == 0:
+    batches = early.result()
+  else:
+    batches = _train_batches(data, model_config, train_config, position)
 
   writer = history = None
   if main:
