@@ -302,9 +302,10 @@ def learning_rate_schedule(cfg: TrainConfig) -> optax.Schedule:
 
 # On CPU, models below this many parameters compile their initialisation
 # program without LLVM's optimisations: it runs once, so for them compile time
-# is all that counts (demo model: 15.8 -> 8.0 s, the same values). Larger
-# models keep them: the small benchmark configuration's init would compile
-# 43 -> 28 s but run 3.2 -> 20.7 s (measured on the 2-core machine).
+# is all that counts (demo model: 15.8 -> 8.0 s; some truncated-normal draws
+# round differently in the last bit). Larger models keep them: the small
+# benchmark configuration's init would compile 43 -> 28 s but run 3.2 ->
+# 20.7 s (measured on the 2-core machine).
 FAST_INIT_COMPILE_MAX_PARAMS = 10_000_000
 
 

@@ -363,11 +363,11 @@ def rater_heatmap(points_per_rater: Sequence[Sequence[tuple[float, float]]],
         boxes.append((x, y, x0, x1, y0, y1))
     rater_boxes.append(boxes)
   out = np.zeros((size, size), np.uint8)
-  boxes = [b for r in rater_boxes for b in r]
-  if not boxes:
+  every_box = [b for r in rater_boxes for b in r]
+  if not every_box:
     return out
-  bx0, bx1 = min(b[2] for b in boxes), max(b[3] for b in boxes)
-  by0, by1 = min(b[4] for b in boxes), max(b[5] for b in boxes)
+  bx0, bx1 = min(b[2] for b in every_box), max(b[3] for b in every_box)
+  by0, by1 = min(b[4] for b in every_box), max(b[5] for b in every_box)
   count = np.zeros((by1 - by0, bx1 - bx0), np.uint8)
   for boxes in rater_boxes:
     mask = np.zeros_like(count, bool)
