@@ -168,7 +168,7 @@ def train(model_dir: str = gin.REQUIRED,
                               init_from)
   if main:
     trainer.write_model_info(trainer_lib.model_info_path(model_dir))
-  if early is not None and position == 0:
+  if early is not None:  # A new run: position is 0.
     batches = early.result()
   else:
     batches = _train_batches(data, model_config, train_config, position)

@@ -317,6 +317,11 @@ def init_compiler_options(num_params: int,
   return None
 
 
+def _param_count(params: PyTree) -> int:
+  """Elements in the leaves of `params` (arrays or shape structs)."""
+  return sum(math.prod(x.shape) for x in jax.tree.leaves(params))
+
+
 def _decay_mask(params: PyTree) -> PyTree:
   """Weight decay on matrices and conv kernels only (not norms, biases)."""
   return jax.tree.map(lambda p: p.ndim > 1, params)
@@ -561,9 +566,8 @@ class Trainer:
     """Initialises the state directly onto its shardings."""
     abstract, shardings = self.abstract_state()
     self.state_shardings = shardings
-    num_params = sum(math.prod(x.shape) for x in jax.tree.leaves(
-        nn.meta.unbox(abstract).params))
-    options = init_compiler_options(num_params, jax.default_backend())
+    options = init_compiler_options(
+        _param_count(nn.meta.unbox(abstract).params), jax.default_backend())
     t0 = time.time()
     rng = jax.random.key(self.config.seed)
     with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
@@ -596,8 +600,7 @@ class Trainer:
     return meta
 
   def num_params(self) -> int:
-    return sum(int(np.prod(x.shape))
-               for x in jax.tree.leaves(self.state.params))
+    return _param_count(self.state.params)
 
   def param_bytes_per_device(self) -> int:
     """Bytes of parameters held by one device (its shards)."""
