@@ -92,11 +92,13 @@ def save_operative_config(directory: str, name: str = 'config.gin') -> str:
   return path
 
 
-def run(fn: Callable[[], object]) -> None:
+def run(fn: Callable[[], object],
+        on_done: Callable[[], None] | None = None) -> None:
   """Runs a gin-configured entry point `fn` as a program (t5x style).
 
   Parses the flags (with `--gin.NAME=VALUE` rewritten to bindings), then the
-  gin files and bindings, then calls `fn()`.
+  gin files and bindings, then calls `fn()`, then `on_done()` if given (only
+  when `fn` returned normally).
   """
   def main(argv):
     if len(argv) > 1:
@@ -104,6 +106,8 @@ def run(fn: Callable[[], object]) -> None:
     parse_gin_flags()
     logging.set_verbosity(logging.WARNING)
     fn()
+    if on_done is not None:
+      on_done()
 
   app.run(main, flags_parser=lambda argv: app.parse_flags_with_usage(
       rewrite_gin_args(argv)))
