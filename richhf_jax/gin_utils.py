@@ -93,21 +93,28 @@ def save_operative_config(directory: str, name: str = 'config.gin') -> str:
 
 
 def run(fn: Callable[[], object],
-        on_done: Callable[[], None] | None = None) -> None:
+        on_exit: Callable[[int], None] | None = None) -> None:
   """Runs a gin-configured entry point `fn` as a program (t5x style).
 
   Parses the flags (with `--gin.NAME=VALUE` rewritten to bindings), then the
-  gin files and bindings, then calls `fn()`, then `on_done()` if given (only
-  when `fn` returned normally).
+  gin files and bindings, then calls `fn()`. If given, `on_exit(status)`
+  runs when `fn` returns (status 0) or calls `sys.exit` with an integer
+  status; the program then exits with that status as usual unless
+  `on_exit` ends it first. Exceptions bypass it.
   """
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     parse_gin_flags()
     logging.set_verbosity(logging.WARNING)
-    fn()
-    if on_done is not None:
-      on_done()
+    try:
+      fn()
+    except SystemExit as e:
+      if on_exit is not None and isinstance(e.code, int):
+        on_exit(e.code)
+      raise
+    if on_exit is not None:
+      on_exit(0)
 
   app.run(main, flags_parser=lambda argv: app.parse_flags_with_usage(
       rewrite_gin_args(argv)))

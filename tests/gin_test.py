@@ -21,6 +21,9 @@ import dataclasses
 import glob
 import math
 import os
+import subprocess
+import sys
+import tempfile
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -153,6 +156,43 @@ class GinFilesTest(parameterized.TestCase):
              '--other=1']),
         ['prog', "--gin_bindings=MODEL_DIR = '/x'",
          '--gin_bindings=TRAIN_STEPS = 5', '--other=1'])
+
+
+# A program run through `gin_utils.run`; argv[1] picks how `fn` ends.
+_RUN_PROGRAM = """
+import sys
+from richhf_jax import gin_utils
+how = sys.argv.pop(1)
+def fn():
+  print('fn ran', flush=True)
+  if how == 'exit':
+    sys.exit(7)
+  if how == 'raise':
+    raise RuntimeError('boom')
+gin_utils.run(fn, on_exit=lambda status: print('on_exit', status, flush=True))
+"""
+
+
+class GinRunTest(parameterized.TestCase):
+
+  @parameterized.parameters(('return', 0, 'on_exit 0'), ('exit', 7, 'on_exit 7'),
+                            ('raise', 1, None))
+  def test_on_exit_sees_the_status(self, how, status, line):
+    gin_file = os.path.join(tempfile.mkdtemp(), 'empty.gin')
+    with open(gin_file, 'w') as f:
+      f.write('# nothing to bind\n')
+    proc = subprocess.run(
+        [sys.executable, '-c', _RUN_PROGRAM, how, f'--gin_file={gin_file}'],
+        cwd=_ROOT, text=True,
+        capture_output=True, timeout=120, check=False)
+    out = proc.stdout.splitlines()
+    self.assertEqual(proc.returncode, status, proc.stderr[-2000:])
+    self.assertEqual(out[0], 'fn ran', proc.stderr[-2000:])
+    if line is None:
+      self.assertLen(out, 1)  # An exception bypasses on_exit.
+      self.assertIn('RuntimeError: boom', proc.stderr)
+    else:
+      self.assertEqual(out[1:], [line])
 
 
 if __name__ == '__main__':
