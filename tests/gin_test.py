@@ -175,16 +175,15 @@ gin_utils.run(fn, on_exit=lambda status: print('on_exit', status, flush=True))
 
 class GinRunTest(parameterized.TestCase):
 
-  @parameterized.parameters(('return', 0, 'on_exit 0'), ('exit', 7, 'on_exit 7'),
-                            ('raise', 1, None))
+  @parameterized.parameters(('return', 0, 'on_exit 0'),
+                            ('exit', 7, 'on_exit 7'), ('raise', 1, None))
   def test_on_exit_sees_the_status(self, how, status, line):
     gin_file = os.path.join(tempfile.mkdtemp(), 'empty.gin')
     with open(gin_file, 'w') as f:
       f.write('# nothing to bind\n')
     proc = subprocess.run(
         [sys.executable, '-c', _RUN_PROGRAM, how, f'--gin_file={gin_file}'],
-        cwd=_ROOT, text=True,
-        capture_output=True, timeout=120, check=False)
+        cwd=_ROOT, text=True, capture_output=True, timeout=120, check=False)
     out = proc.stdout.splitlines()
     self.assertEqual(proc.returncode, status, proc.stderr[-2000:])
     self.assertEqual(out[0], 'fn ran', proc.stderr[-2000:])
