@@ -50,6 +50,11 @@ TINY = ['--config', 'tiny', '--batch', '1', '--steps', '1', '--warmup', '0',
         '--matmul_size', '64']
 
 
+# Heatmap heads over 2 slices of a batch of 2: a loop in the step.
+_TRAIN_STEP_ARGV = TINY + ['--remat', '--heatmap_batch_chunks', '2', '--batch',
+                           '2']
+
+
 def _run(main, argv):
   """Runs a benchmark's main; returns its JSON lines."""
   out = io.StringIO()
@@ -65,10 +70,10 @@ def _run(main, argv):
 
 class ModelBenchmarksTest(absltest.TestCase):
 
-  def _check_common(self, row, benchmark):
+  def _check_common(self, row, benchmark, batch=1):
     self.assertEqual(row['benchmark'], benchmark)
     self.assertEqual(row['config'], 'tiny')
-    self.assertEqual(row['batch'], 1)
+    self.assertEqual(row['batch'], batch)
     self.assertGreater(row['sec_per_call'], 0)
     self.assertGreater(row['peak_memory_gib'], 0)
     self.assertEqual(row['memory_kind'], 'rss')
@@ -76,8 +81,9 @@ class ModelBenchmarksTest(absltest.TestCase):
     self.assertIn('load_avg', row)
 
   def test_train_step(self):
-    (row,) = _run(train_step.main, TINY + ['--remat'])
-    self._check_common(row, 'train_step')
+    # The program of test_train_step_compile_only: compiled once.
+    (row,) = _run(train_step.main, _TRAIN_STEP_ARGV)
+    self._check_common(row, 'train_step', batch=2)
     self.assertTrue(row['remat'])
     self.assertGreater(row['gflop_per_example'], 0)
     self.assertGreater(row['fraction_of_peak'], 0)
@@ -90,10 +96,7 @@ class ModelBenchmarksTest(absltest.TestCase):
     self.assertLessEqual(row['peak_before_step_gib'], row['peak_memory_gib'])
 
   def test_train_step_compile_only(self):
-    # Heatmap heads over 2 slices of a batch of 2: a loop in the step.
-    argv = TINY + ['--remat', '--compile_only', '--heatmap_batch_chunks', '2',
-                   '--batch', '2']
-    (row,) = _run(train_step.main, argv)
+    (row,) = _run(train_step.main, _TRAIN_STEP_ARGV + ['--compile_only'])
     self.assertTrue(row['compile_only'])
     self.assertEqual(row['heatmap_batch_chunks'], 2)
     self.assertGreater(row['xla_temp_gib'], 0)

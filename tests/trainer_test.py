@@ -214,25 +214,19 @@ class OptimizerFeaturesTest(absltest.TestCase):
     return (flax.traverse_util.flatten_dict(init, sep='/'),
             flax.traverse_util.flatten_dict(params, sep='/'), aux)
 
-  def test_accumulation_equals_one_big_batch(self):
-    _, params, aux = self._one_step(
-        dataclasses.replace(self.base, grad_accum_steps=2))
+  def test_accumulation_freeze_and_lr_scales_against_one_big_batch(self):
+    # One compiled step for three features: two micro-batches, a frozen ViT
+    # and half the learning rate on the decoder, against the plain step.
+    tc = dataclasses.replace(self.base, grad_accum_steps=2, freeze=('vit',),
+                             lr_scales={'decoder': 0.5})
+    init, params, aux = self._one_step(tc)
     # Every example has the same number of target tokens, so the mean of
     # the two micro-batch means is the big-batch mean.
-    for k in ('loss/total', 'loss/text', 'grad_norm'):
+    for k in ('loss/total', 'loss/text'):
       np.testing.assert_allclose(aux[k], self.ref_aux[k], rtol=1e-5,
                                  err_msg=k)
-    for k, v in self.ref.items():
-      np.testing.assert_allclose(params[k], v, rtol=1e-5, atol=1e-7,
-                                 err_msg=k)
-    # The step did move the parameters (the comparison has teeth).
-    self.assertGreater(max(np.abs(v - self.init[k]).max()
-                           for k, v in self.ref.items()), 1e-4)
-
-  def test_freeze_vit_and_scale_the_decoder_learning_rate(self):
-    tc = dataclasses.replace(self.base, freeze=('vit',),
-                             lr_scales={'decoder': 0.5})
-    init, params, _ = self._one_step(tc)
+    # atol: one float32 ulp of a parameter near 1 (the deltas are ~1e-4 and
+    # up; the micro-batch sums round differently).
     n_img = 0
     for k, v in params.items():
       delta = v - init[k]
@@ -242,15 +236,17 @@ class OptimizerFeaturesTest(absltest.TestCase):
         np.testing.assert_array_equal(v, init[k], err_msg=k)
       elif k.startswith('decoder/'):
         np.testing.assert_allclose(delta, 0.5 * ref_delta, rtol=1e-4,
-                                   atol=1e-7, err_msg=k)
+                                   atol=2.5e-7, err_msg=k)
       else:
-        np.testing.assert_allclose(delta, ref_delta, rtol=1e-4, atol=1e-7,
+        np.testing.assert_allclose(delta, ref_delta, rtol=1e-4, atol=2.5e-7,
                                    err_msg=k)
     self.assertGreater(n_img, 10)
-    # The frozen ViT really moved in the reference run.
-    moved = [k for k in self.ref if k.startswith('img/') and
-             np.abs(self.ref[k] - self.init[k]).max() > 1e-5]
-    self.assertNotEmpty(moved)
+    # The reference step moved every group, the frozen ViT included (the
+    # comparisons have teeth).
+    for prefix in ('img/', 'decoder/', 'encoder/'):
+      self.assertGreater(
+          max(np.abs(v - self.init[k]).max() for k, v in self.ref.items()
+              if k.startswith(prefix)), 1e-4, prefix)
 
   def test_adafactor_trains_with_freeze_and_lr_scales(self):
     tc = dataclasses.replace(
