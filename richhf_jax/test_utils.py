@@ -70,6 +70,22 @@ def fake_batch(config: rahf.RAHFConfig, batch_size: int = 2,
   }
 
 
+def init_params(config: rahf.RAHFConfig, seed: int = 0):
+  """Unboxed initial params of `RAHFModel(config)`, initialised under jit.
+
+  One program per architecture whatever the seed (the key is an argument),
+  so callers across test files share its persistent-cache entry; eager
+  `init` instead compiles every primitive op by op.
+  """
+  # pylint: disable=g-import-not-at-top
+  import jax
+  from richhf_jax import model as model_lib
+  # pylint: enable=g-import-not-at-top
+  model = model_lib.RAHFModel(config)
+  return jax.jit(lambda r: model_lib.unbox(
+      model.get_initial_variables(r))['params'])(jax.random.key(seed))
+
+
 # Prompts of the tiny vocabulary that `tiny_export` bundles.
 TINY_PROMPTS = ('a red circle and two blue squares',
                 'three yellow triangles on a green background',
@@ -107,9 +123,7 @@ def tiny_export(out_dir: str, config: rahf.RAHFConfig | None = None,
   from richhf_jax import model as model_lib
   # pylint: enable=g-import-not-at-top
   config = config or tiny_config()
-  model = model_lib.RAHFModel(config)
-  params = jax.jit(lambda r: model_lib.unbox(
-      model.get_initial_variables(r))['params'])(jax.random.key(seed))
+  params = init_params(config, seed)
   spm_model = tiny_vocab(out_dir + '_vocab/spm')
   return export.save_export(out_dir, config, params, spm_model,
                             input_length=input_length,

@@ -111,8 +111,8 @@ class T5DecodingTest(parameterized.TestCase):
     enc = np.random.RandomState(0).randint(2, 128, (_B, _LE))
     enc[1, -2:] = 0
     cls.enc = jnp.asarray(enc, jnp.int32)
-    variables = cls.model.init(jax.random.key(0), cls.enc,
-                               jnp.zeros((_B, _MAX), jnp.int32))
+    variables = jax.jit(cls.model.init)(jax.random.key(0), cls.enc,
+                                        jnp.zeros((_B, _MAX), jnp.int32))
     params = nn.meta.unbox(variables)['params']
     # Sharpen the output layer so the argmax is far from ties.
     params['decoder']['logits_dense']['kernel'] *= 8.0
@@ -305,8 +305,7 @@ class ModelDecodeTest(parameterized.TestCase):
   def test_decode_matches_the_reference_formulation(self, k):
     cfg = test_utils.tiny_config()
     model = model_lib.RAHFModel(cfg)
-    params = model_lib.unbox(
-        model.get_initial_variables(jax.random.key(1)))['params']
+    params = test_utils.init_params(cfg, seed=1)
     # Sharpen the tied / untied output layer so the argmax is far from ties.
     params = jax.tree_util.tree_map_with_path(
         lambda path, x: x * 8.0 if 'logits_dense' in jax.tree_util.keystr(

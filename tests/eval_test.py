@@ -26,7 +26,6 @@ import re
 import types
 
 import gin
-import jax
 import numpy as np
 from PIL import Image
 import pytest
@@ -36,7 +35,6 @@ from richhf_jax import eval as eval_lib
 from richhf_jax import export
 from richhf_jax import gin_utils
 from richhf_jax import metrics as metrics_lib
-from richhf_jax import model as model_lib
 from richhf_jax import test_utils
 from richhf_jax.data import pipeline
 from richhf_jax.data import testing
@@ -54,9 +52,7 @@ def setup(tmp_path_factory):
   # Room for the synthetic vocabulary (~300 pieces).
   cfg = test_utils.tiny_config(
       t5=config_lib.t5_config('tiny', vocab_size=512))
-  model = model_lib.RAHFModel(cfg)
-  params = jax.jit(lambda r: model_lib.unbox(
-      model.get_initial_variables(r))['params'])(jax.random.key(0))
+  params = test_utils.init_params(cfg)
   tmp = tmp_path_factory.mktemp('eval')
   run = str(tmp / 'run')
   ckpt = checkpoints.Checkpointer(run, async_save=False)

@@ -26,6 +26,11 @@ from richhf_jax import test_utils
 from richhf_jax.models import rahf
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _apply(module, params, *inputs):
+  return module.apply({'params': params}, *inputs)
+
+
 class RAHFModelTest(absltest.TestCase):
 
   @classmethod
@@ -35,11 +40,16 @@ class RAHFModelTest(absltest.TestCase):
                                      score_loss_weight=0.5,
                                      text_loss_weight=3.0)
     cls.model = model_lib.RAHFModel(cls.cfg)
-    cls.params = model_lib.unbox(
-        cls.model.get_initial_variables(jax.random.key(0), 6, 7))['params']
+    # Jitted, not eager: op-by-op dispatch compiles every primitive anew for
+    # each shape, several times slower here than one program.
+    cls.params = test_utils.init_params(cls.cfg)
     cls.batch = test_utils.fake_batch(cls.cfg)
-    cls.loss, cls.aux = jax.jit(
-        lambda p, b: cls.model.loss_fn(p, b, None))(cls.params, cls.batch)
+    cls.loss_fn = staticmethod(
+        jax.jit(lambda p, b: cls.model.loss_fn(p, b, None)))
+    cls.loss, cls.aux = cls.loss_fn(cls.params, cls.batch)
+
+  def forward(self, *inputs):
+    return _apply(self.model.module, self.params, *inputs)
 
   def test_total_is_weighted_sum_of_reported_terms(self):
     aux = jax.device_get(self.aux)
@@ -52,9 +62,8 @@ class RAHFModelTest(absltest.TestCase):
                            places=5)
 
   def test_heatmap_term_is_pixel_mse(self):
-    out = self.model.module.apply(
-        {'params': self.params}, self.batch['image'],
-        self.batch['encoder_input_tokens'], self.batch['decoder_input_tokens'])
+    out = self.forward(self.batch['image'], self.batch['encoder_input_tokens'],
+                       self.batch['decoder_input_tokens'])
     want = np.mean((np.asarray(out['implausibility_heatmap']) -
                     self.batch['implausibility_heatmap']) ** 2)
     self.assertAlmostEqual(float(self.aux['loss/implausibility_heatmap']),
@@ -71,11 +80,10 @@ class RAHFModelTest(absltest.TestCase):
     b3['scores'][0] = 0.0
     b3['implausibility_heatmap'] = b2['implausibility_heatmap'].copy()
     b3['implausibility_heatmap'][0] = 1.0
-    _, aux2 = self.model.loss_fn(self.params, b2, None)
-    _, aux3 = self.model.loss_fn(self.params, b3, None)
-    out = self.model.module.apply(
-        {'params': self.params}, self.batch['image'],
-        self.batch['encoder_input_tokens'], self.batch['decoder_input_tokens'])
+    _, aux2 = self.loss_fn(self.params, b2)
+    _, aux3 = self.loss_fn(self.params, b3)
+    out = self.forward(self.batch['image'], self.batch['encoder_input_tokens'],
+                       self.batch['decoder_input_tokens'])
     want = np.mean((np.asarray(out['scores'])[1, 0] -
                     self.batch['scores'][1, 0]) ** 2)
     self.assertAlmostEqual(float(aux2['loss/plausibility_score']),
@@ -87,21 +95,21 @@ class RAHFModelTest(absltest.TestCase):
     # All weights zero: the head terms vanish instead of dividing by zero.
     b4 = dict(self.batch)
     b4['heatmap_weight'] = np.zeros((2, 1), np.float32)
-    _, aux4 = self.model.loss_fn(self.params, b4, None)
+    _, aux4 = self.loss_fn(self.params, b4)
     self.assertEqual(float(aux4['loss/misalignment_heatmap']), 0.0)
 
   def test_bad_example_weight_shape_is_named(self):
     b2 = dict(self.batch)
     b2['score_weight'] = np.ones((2, 3), np.float32)
     with self.assertRaisesRegex(ValueError, 'score_weight'):
-      self.model.loss_fn(self.params, b2, None)
+      self.loss_fn(self.params, b2)  # Raised while tracing.
 
   def test_text_loss_ignores_padding(self):
     b2 = dict(self.batch)
     tgt = self.batch['decoder_target_tokens'].copy()
     tgt[:, -1] = 5  # a token at a zero-weight position
     b2['decoder_target_tokens'] = tgt
-    _, aux2 = self.model.loss_fn(self.params, b2, None)
+    _, aux2 = self.loss_fn(self.params, b2)
     self.assertAlmostEqual(float(aux2['loss/text']),
                            float(self.aux['loss/text']), places=5)
 
@@ -109,21 +117,20 @@ class RAHFModelTest(absltest.TestCase):
     predict = jax.jit(functools.partial(self.model.predict_batch,
                                         max_decode_length=5))
     pred = predict(self.params, self.batch)
-    out = self.model.module.apply(
-        {'params': self.params}, self.batch['image'],
-        self.batch['encoder_input_tokens'])
+    out = self.forward(self.batch['image'], self.batch['encoder_input_tokens'])
     np.testing.assert_allclose(pred['scores'], out['scores'], atol=1e-6)
     np.testing.assert_allclose(pred['implausibility_heatmap'],
                                out['implausibility_heatmap'], atol=1e-6)
     self.assertEqual(pred['decoded'].shape, (2, 5))
-    # Greedy decoding equals an argmax loop over full teacher-forced passes.
-    tokens = np.zeros((2, 1), np.int32)
-    for _ in range(5):
-      logits = self.model.module.apply(
-          {'params': self.params}, self.batch['image'],
-          self.batch['encoder_input_tokens'], tokens)['logits']
-      nxt = np.asarray(jnp.argmax(logits[:, -1], -1), np.int32)
-      tokens = np.concatenate([tokens, nxt[:, None]], axis=1)
+    # Greedy decoding equals an argmax loop over full teacher-forced passes
+    # (of one length: the decoder is causal, so the zeros after position t
+    # do not change the logits at t).
+    tokens = np.zeros((2, 6), np.int32)
+    for t in range(5):
+      logits = self.forward(self.batch['image'],
+                            self.batch['encoder_input_tokens'],
+                            tokens[:, :5])['logits']
+      tokens[:, t + 1] = np.asarray(jnp.argmax(logits[:, t], -1), np.int32)
     want = tokens[:, 1:].copy()
     for row in want:  # positions after EOS are padding.
       hits = np.where(row == model_lib.EOS_ID)[0]
@@ -144,7 +151,8 @@ class RAHFModelTest(absltest.TestCase):
   def test_zero_text_weight_drops_text_term(self):
     cfg = dataclasses.replace(self.cfg, text_loss_weight=0.0)
     model = model_lib.RAHFModel(cfg)
-    loss, aux = model.loss_fn(self.params, self.batch, None)
+    loss, aux = jax.jit(lambda p, b: model.loss_fn(p, b, None))(self.params,
+                                                                self.batch)
     self.assertAlmostEqual(
         float(loss), float(self.loss - 3.0 * self.aux['loss/text']), places=4)
     self.assertGreater(float(aux['loss/text']), 0)

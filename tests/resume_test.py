@@ -100,6 +100,7 @@ class ResumeTest(absltest.TestCase):
            '--gin.BATCH_SIZE=4', '--gin.INPUT_LENGTH=24',
            '--gin.TARGET_LENGTH=32',
            '--gin.richhf_jax.TrainConfig.log_every=1',
+           '--gin.EVAL_EVERY=0',  # No validation pipeline: not under test.
            f'--gin.richhf_jax.TrainConfig.checkpoint_every={_CKPT_EVERY}',
            f'--gin.richhf_jax.rahf_config.t5_overrides={t5}']
     return subprocess.Popen(cmd, cwd=_ROOT, env=_env(), text=True,

@@ -35,9 +35,7 @@ class RewardTest(absltest.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     cls.cfg = test_utils.tiny_config()
-    model = model_lib.RAHFModel(cls.cfg)
-    cls.params = jax.jit(lambda r: model_lib.unbox(
-        model.get_initial_variables(r))['params'])(jax.random.key(1))
+    cls.params = test_utils.init_params(cls.cfg, seed=1)
     rng = np.random.default_rng(0)
     cls.image = jnp.asarray(rng.uniform(-1, 1, (32, 32, 3)), jnp.float32)
     tokens = np.zeros((8,), np.int32)
