@@ -39,7 +39,7 @@ demo: venv
 	@echo "demo done: $(DEMO_DIR)/report.md, $(DEMO_DIR)/metrics.json"
 
 test: venv
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope tests
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope --durations=15 tests
 
 # The CPU benchmark set (< 30 min on a quiet 2-core machine; one process per
 # case); BENCH_ARGS adds run_all flags, e.g. BENCH_ARGS='--set quick'.
