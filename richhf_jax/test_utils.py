@@ -117,11 +117,7 @@ def tiny_export(out_dir: str, config: rahf.RAHFConfig | None = None,
   Returns:
     The export path.
   """
-  # pylint: disable=g-import-not-at-top
-  import jax
-  from richhf_jax import export
-  from richhf_jax import model as model_lib
-  # pylint: enable=g-import-not-at-top
+  from richhf_jax import export  # pylint: disable=g-import-not-at-top
   config = config or tiny_config()
   params = init_params(config, seed)
   spm_model = tiny_vocab(out_dir + '_vocab/spm')
