@@ -124,7 +124,7 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
     # count the same step without the loops (lowered only, not compiled).
     flat = _trainer(name, variant, batch, args, input_length, target_length,
                     1, 1)
-    flat.state = nn.meta.unbox(flat.abstract_state()[0])
+    flat.use_abstract_state()
     flops = common.cost_flops(flat.lower(
         {k: jax.ShapeDtypeStruct(v.shape, v.dtype)
          for k, v in global_batch.items()})) or flops

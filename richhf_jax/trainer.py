@@ -574,6 +574,15 @@ class Trainer:
     shardings = partitioning.fit_shardings(nn.meta.unbox(abstract), shardings)
     return abstract, shardings
 
+  def use_abstract_state(self) -> TrainState:
+    """Sets the state to its ShapeDtypeStructs (on the run's shardings).
+
+    Enough to lower or compile the train step without allocating it.
+    """
+    abstract, self.state_shardings = self.abstract_state()
+    self.state = nn.meta.unbox(abstract)
+    return self.state
+
   def init_state(self) -> TrainState:
     """Initialises the state directly onto its shardings."""
     abstract, shardings = self.abstract_state()

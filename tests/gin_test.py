@@ -26,7 +26,6 @@ import tempfile
 
 from absl.testing import absltest
 from absl.testing import parameterized
-import flax.linen as nn
 import gin
 
 from richhf_jax import eval as eval_lib  # pylint: disable=unused-import
@@ -104,8 +103,7 @@ class GinFilesTest(parameterized.TestCase):
     # Traced and lowered for the abstract state: the whole train step
     # (losses, gradients, this run's optimizer) without compiling it; the
     # tiny run file trains for real in e2e_test and resume_test.
-    abstract, tr.state_shardings = tr.abstract_state()
-    tr.state = nn.meta.unbox(abstract)
+    tr.use_abstract_state()
     batch = test_utils.fake_batch(cfg, batch_size=2)
     lowered = tr.lower({k: trainer_lib.jax.ShapeDtypeStruct(v.shape, v.dtype)
                         for k, v in batch.items()})

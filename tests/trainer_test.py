@@ -23,7 +23,6 @@ from unittest import mock
 
 from absl.testing import absltest
 import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -265,8 +264,7 @@ class OptimizerFeaturesTest(absltest.TestCase):
     tc = dataclasses.replace(self.base,
                              compiler_options={'xla_no_such_option': True})
     tr = trainer_lib.Trainer(model_lib.RAHFModel(self.cfg), tc, 6, 7)
-    abstract, tr.state_shardings = tr.abstract_state()
-    tr.state = nn.meta.unbox(abstract)
+    tr.use_abstract_state()
     spec = {k: jax.ShapeDtypeStruct(v.shape, v.dtype)
             for k, v in self.batch.items()}
     with self.assertRaisesRegex(Exception, 'xla_no_such_option'):
