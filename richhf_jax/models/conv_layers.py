@@ -107,12 +107,23 @@ def _conv_tapwise_bwd(padding, res, g):
   (h_lo, h_hi), (w_lo, w_hi) = padding
   xp = jnp.pad(x, ((0, 0), (h_lo, h_hi), (w_lo, w_hi), (0, 0)))
   batch, out_h, out_w, _ = g.shape
-  taps = [
-      jnp.einsum('bhwc,bhwd->cd',
-                 lax.slice(xp, (0, i, j, 0),
-                           (batch, i + out_h, j + out_w, c_in)),
-                 g, preferred_element_type=jnp.float32)
-      for i in range(kh) for j in range(kw)]
+  rows = batch * out_h * out_w
+  # Long contractions as two halves batched in one product, summed after:
+  # XLA:CPU's product with a [C_in, C_out] output and a long contraction
+  # keeps one of the two cores idle (224x224, 192 channels: 483 -> 385 ms;
+  # shorter ones are slower split, docs/performance.md).
+  halves = 2 if rows >= TAPWISE_SPLIT_ROWS and rows % 2 == 0 else 1
+
+  def tap(i, j):
+    xs = lax.slice(xp, (0, i, j, 0), (batch, i + out_h, j + out_w, c_in))
+    if halves == 1:
+      return jnp.einsum('bhwc,bhwd->cd', xs, g,
+                        preferred_element_type=jnp.float32)
+    return jnp.einsum('skc,skd->scd', xs.reshape(halves, -1, c_in),
+                      g.reshape(halves, -1, c_out),
+                      preferred_element_type=jnp.float32).sum(0)
+
+  taps = [tap(i, j) for i in range(kh) for j in range(kw)]
   dk = jnp.stack(taps).reshape(kh, kw, c_in, c_out).astype(kernel.dtype)
   return dx, dk
 
@@ -130,6 +141,10 @@ kernel_grad_method = 'auto'
 # products are thin and XLA's form is faster (measured: the tiny demo model's
 # train step ~250 -> ~310 ms with every conv tap-wise).
 TAPWISE_MIN_CHANNELS = 128
+# Kernel gradients contracting at least this many rows (batch x output
+# pixels) are computed as two halves (`_conv_tapwise_bwd`); read at trace
+# time.
+TAPWISE_SPLIT_ROWS = 20_000
 
 
 def tapwise_grad_wanted() -> bool:

@@ -193,13 +193,20 @@ class TapwiseKernelGradTest(parameterized.TestCase):
     y = xla(x, kernel)
     target = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
     grads = {}
-    for name, f in (('xla', xla), ('tapwise', tapwise)):
-      grads[name] = jax.jit(jax.grad(
-          lambda x, k, f=f: jnp.sum(f(x, k) * target), argnums=(0, 1)))(
-              x, kernel)
+    # split_rows=1: the kernel gradient's contraction in two halves.
+    for name, f, split_rows in (
+        ('xla', xla, None), ('tapwise', tapwise, None),
+        ('tapwise_halves', tapwise, 1)):
+      with mock.patch.object(
+          conv_layers, 'TAPWISE_SPLIT_ROWS',
+          split_rows or conv_layers.TAPWISE_SPLIT_ROWS):
+        grads[name] = jax.jit(jax.grad(
+            lambda x, k, f=f: jnp.sum(f(x, k) * target), argnums=(0, 1)))(
+                x, kernel)
     self._check(tapwise(x, kernel), y)
-    self._check(grads['tapwise'][0], grads['xla'][0])
-    self._check(grads['tapwise'][1], grads['xla'][1])
+    for name in ('tapwise', 'tapwise_halves'):
+      self._check(grads[name][0], grads['xla'][0])
+      self._check(grads[name][1], grads['xla'][1])
 
   def _layer_grads(self, layer, x, method):
     params = layer.init(jax.random.key(1), x)['params']
