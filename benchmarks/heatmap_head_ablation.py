@@ -11,37 +11,42 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Port-shaped vs efficient-shaped heatmap head, trained the same way.
+"""Port-shaped vs cheaper heatmap heads, trained the same way.
 
-A tiny RAHF (64 px images, 8x8 patch grid, tiny ViT and T5) is trained twice
-on the same synthetic examples, in the same order, with the same optimizer
-(`richhf_jax.trainer.Trainer`: clip + AdamW, cosine schedule) and seed; only
-the heatmap head differs. By default both heads output 128x128 heatmaps, 16x
-the grid, the paper configuration's geometry (24x24 grid -> 384x384):
+A tiny RAHF (64 px images, 8x8 patch grid, tiny ViT and T5) is trained once
+per head on the same synthetic examples, in the same order, with the same
+optimizer (`richhf_jax.trainer.Trainer`: clip + AdamW, cosine schedule) and
+seed; only the heatmap head differs. By default the heads output 128x128
+heatmaps, 16x the grid, the paper configuration's geometry (24x24 grid ->
+384x384), each with 1/8 of the channels of the preset it stands for:
 
-  port       the `port` op structure with 1/8 of its channels: four
-             transposed-conv blocks (96, 48, 48, 24) up to 128x128;
-  efficient  the `efficient` structure with 1/8 of its channels: two blocks
-             (32, 16) up to 32x32, then a 4x bilinear resize of the logits.
+  port       four transposed-conv blocks (96, 48, 48, 24) up to 128x128;
+  efficient  two blocks (32, 16) up to 32x32, then a 4x bilinear resize of
+             the logits;
+  narrow     four blocks (32, 16, 8, 4) up to 128x128, no resize.
 
-`--heatmap_size 64` (8x the grid) drops the port's last block and makes the
-efficient head's resize 2x: 4x cheaper, for CPUs where the 128x128 port
-head trains too slowly. Either way the efficient head predicts at 32x32,
-where a rater's disc (radius 1/20 of the side) is 1.6 pixels wide; the
-paper configuration's efficient head predicts at 96x96 (4.8 pixels), so
-this comparison is harder on the efficient head than the real one.
+`--heatmap_size 64` (8x the grid) drops one block of `port` (96, 48, 24)
+and `narrow` (32, 16, 8) and makes the efficient head's resize 2x: 4x
+cheaper, for CPUs where the 128x128 port head trains too slowly. Either way
+the efficient head predicts at 32x32, where a rater's disc (radius 1/20 of
+the side) is 1.6 pixels wide; the paper configuration's efficient head
+predicts at 96x96 (4.8 pixels), so this comparison is harder on it than
+the real one.
 
-It prints the test-set heatmap metrics of both (CC, KLD, SIM, NSS, AUC-Judd,
-MSE, per heatmap type) side by side with the relative difference, then one
-JSON line per head.
+For each seed in `--seeds` (which sets the data, the initialisation and the
+order) it prints the test-set heatmap metrics of every head (CC, KLD, SIM,
+NSS, AUC-Judd, MSE, per heatmap type) side by side with the relative gap to
+the first head, and one JSON line per head; with several seeds, the mean,
+minimum and maximum gap of each metric over seeds, and a summary JSON line.
 
 Data: `richhf_jax.data.synthetic.make_example` in process (images resized
-to 64 px, 512x512 maps resized to 128x128 with antialiasing); prompts and
-marked targets are tokenized by a word-level vocabulary of the generated
-prompts (the text only feeds the fusion encoder and the keyword loss).
+to 64 px, 512x512 maps resized with antialiasing); prompts and marked
+targets are tokenized by a word-level vocabulary of the generated prompts
+(the text only feeds the fusion encoder and the keyword loss).
 
   python benchmarks/heatmap_head_ablation.py [--num_train 512]
       [--num_test 128] [--steps 400] [--batch_size 16] [--heatmap_size 128]
+      [--heads port,efficient,narrow] [--seeds 0,1]
 """
 
 import argparse
@@ -82,7 +87,7 @@ METRICS = ('cc', 'kld', 'sim', 'nss', 'auc_judd', 'mse_all')
 # Lower is better for these; higher for the others.
 LOWER_IS_BETTER = ('kld', 'mse_all')
 
-HEADS = ('port', 'efficient')
+HEADS = ('port', 'efficient', 'narrow')
 
 
 def head_config(head: str, heatmap_size: int = 128):
@@ -99,6 +104,11 @@ def head_config(head: str, heatmap_size: int = 128):
     return heatmap_head.get_heatmap_head_config(
         'efficient', conv_channels=(96, 48), upsample_channels=(32, 16),
         final_channels=(8,), bilinear_upsample=heatmap_size // 32)
+  if head == 'narrow':
+    up = (32, 16, 8, 4) if heatmap_size == 128 else (32, 16, 8)
+    return heatmap_head.get_heatmap_head_config(
+        'narrow', conv_channels=(96, 48), upsample_channels=up,
+        final_channels=(up[-1],))
   raise ValueError(f'unknown head {head!r}; expected one of {HEADS}')
 
 
@@ -171,7 +181,8 @@ def train_and_eval(head: str, train: dict, test: dict,
   tc = trainer_lib.TrainConfig(
       num_steps=args.steps, batch_size=args.batch_size,
       learning_rate=args.learning_rate, warmup_steps=max(args.steps // 10, 1),
-      seed=args.seed, log_every=max(args.steps // 4, 1))
+      seed=args.seed, log_every=max(args.steps // 4, 1),
+      cpu_memory_scheduler=False)
   trainer = trainer_lib.Trainer(model, tc, INPUT_LENGTH, TARGET_LENGTH)
   trainer.init_state()
   n = train['image'].shape[0]
@@ -229,7 +240,9 @@ def main(argv=None) -> int:
   parser.add_argument('--steps', type=int, default=400)
   parser.add_argument('--batch_size', type=int, default=16)
   parser.add_argument('--learning_rate', type=float, default=2e-3)
-  parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--seeds', type=common.csv_list(int), default=[0],
+                      help='one run of every head per seed (data, init and '
+                      'order); gaps are summarised over seeds')
   parser.add_argument('--heatmap_size', type=int, default=128,
                       choices=HEATMAP_SIZES)
   parser.add_argument('--heads', type=common.csv_list(str),
@@ -241,26 +254,46 @@ def main(argv=None) -> int:
   for h in args.heads:
     if h not in HEADS:
       parser.error(f'--heads {h!r}: expected some of {list(HEADS)}')
-  t0 = time.perf_counter()
-  train_raw = make_data(args.num_train, 'train', args.seed,
-                        args.heatmap_size)
-  test_raw = make_data(args.num_test, 'test', args.seed, args.heatmap_size)
-  vocab = WordVocab(train_raw['prompts'] + train_raw['targets'])
-  train, test = tokenize(train_raw, vocab), tokenize(test_raw, vocab)
-  common.log(f'data ready in {time.perf_counter() - t0:.1f}s')
-  rows = [train_and_eval(h, train, test, args) for h in args.heads]
+  if not args.seeds:
+    parser.error('--seeds: expected at least one seed')
   keys = [f'{k}/{m}' for k in rahf.HEATMAP_TYPES for m in METRICS]
-  print(f"{'metric':>26} " + ' '.join(f"{r['head']:>10}" for r in rows) +
-        ('   eff. gap' if len(rows) == 2 else ''))
-  for key in keys:
-    line = f'{key:>26} ' + ' '.join(f'{r[key]:>10.4f}' for r in rows)
-    if len(rows) == 2:
-      gap = relative_gap(rows[0][key], rows[1][key], key.split('/')[1])
-      line += f'  {100 * gap:+8.2f}%'
-    print(line)
-  for r in rows:
-    r.update(common.machine_info())
-    print(json.dumps(r, sort_keys=True))
+  gaps = {h: {key: [] for key in keys} for h in args.heads[1:]}
+  for seed in args.seeds:
+    args.seed = seed
+    t0 = time.perf_counter()
+    train_raw = make_data(args.num_train, 'train', seed, args.heatmap_size)
+    test_raw = make_data(args.num_test, 'test', seed, args.heatmap_size)
+    vocab = WordVocab(train_raw['prompts'] + train_raw['targets'])
+    train, test = tokenize(train_raw, vocab), tokenize(test_raw, vocab)
+    common.log(f'seed {seed}: data ready in {time.perf_counter() - t0:.1f}s')
+    rows = [train_and_eval(h, train, test, args) for h in args.heads]
+    print(f'seed {seed}\n{"metric":>26} ' +
+          ' '.join(f"{r['head']:>10}" for r in rows) +
+          ''.join(f"  {r['head'] + ' gap':>14}" for r in rows[1:]))
+    for key in keys:
+      line = f'{key:>26} ' + ' '.join(f'{r[key]:>10.4f}' for r in rows)
+      for r in rows[1:]:
+        gap = relative_gap(rows[0][key], r[key], key.split('/')[1])
+        gaps[r['head']][key].append(gap)
+        line += f'  {100 * gap:>+13.2f}%'
+      print(line)
+    for r in rows:
+      r.update(seed=seed, **common.machine_info())
+      print(json.dumps(r, sort_keys=True), flush=True)
+  if gaps and len(args.seeds) > 1:
+    # Gap of each head to the first, per seed, then its mean and spread.
+    print(f'\ngap to {args.heads[0]} over seeds {args.seeds} '
+          '(positive = worse): mean [min, max]')
+    for key in keys:
+      print(f'{key:>26} ' + '  '.join(
+          f'{h:>9} {100 * np.mean(g[key]):+7.2f}% '
+          f'[{100 * min(g[key]):+7.2f}, {100 * max(g[key]):+7.2f}]'
+          for h, g in gaps.items()))
+    print(json.dumps(dict(
+        benchmark='heatmap_head_ablation_summary', reference=args.heads[0],
+        seeds=args.seeds, mean_gap={
+            h: {key: round(float(np.mean(g[key])), 5) for key in keys}
+            for h, g in gaps.items()}), sort_keys=True))
   return 0
 
 

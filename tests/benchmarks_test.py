@@ -44,6 +44,7 @@ from benchmarks import run_all
 from benchmarks import train_step
 from benchmarks import xla_peak
 from richhf_jax.data import synthetic
+from richhf_jax.models import heatmap_head
 
 TINY = ['--config', 'tiny', '--batch', '1', '--steps', '1', '--warmup', '0',
         '--matmul_size', '64']
@@ -275,7 +276,20 @@ class HelpersTest(absltest.TestCase):
       # The efficient head predicts at 32x32 and resizes the logits.
       eff = configs['efficient'].heatmap_head
       self.assertEqual(size // eff.bilinear_upsample, 32)
-      self.assertEqual(configs['port'].heatmap_head.bilinear_upsample, 1)
+      for h in ('port', 'narrow'):
+        head = configs[h].heatmap_head
+        self.assertEqual(head.bilinear_upsample, 1, h)
+        self.assertEqual(8 * head.conv_resolution_factor, size, h)
+      narrow = configs['narrow'].heatmap_head.upsample_channels
+      port = configs['port'].heatmap_head.upsample_channels
+      self.assertTrue(all(n < p for n, p in zip(narrow, port)), size)
+    # At 128x128 (the paper's 16x of the grid) the ablation's heads have 1/8
+    # of the widths of the presets they stand for.
+    for h in ('port', 'narrow'):
+      self.assertEqual(
+          heatmap_head_ablation.head_config(h).upsample_channels,
+          tuple(c // 8 for c in heatmap_head.get_heatmap_head_config(
+              h).upsample_channels), h)
     with self.assertRaisesRegex(ValueError, 'heatmap_size'):
       heatmap_head_ablation.model_config('port', 96)
     gap = heatmap_head_ablation.relative_gap
