@@ -362,7 +362,7 @@ def add_model_flags(parser: argparse.ArgumentParser, *,
   parser.add_argument('--dtype', default='float32', choices=DTYPES,
                       help='activation dtype (params stay float32)')
   parser.add_argument('--heatmap_head', default='port',
-                      choices=('port', 'efficient', 'narrow'),
+                      choices=('port', 'efficient'),
                       help='heatmap head preset of the paper/small configs')
   parser.add_argument('--input_length', type=int, default=0,
                       help='prompt tokens; 0 = the config default')

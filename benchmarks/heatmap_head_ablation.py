@@ -23,7 +23,11 @@ heatmaps, 16x the grid, the paper configuration's geometry (24x24 grid ->
   port       four transposed-conv blocks (96, 48, 48, 24) up to 128x128;
   efficient  two blocks (32, 16) up to 32x32, then a 4x bilinear resize of
              the logits;
-  narrow     four blocks (32, 16, 8, 4) up to 128x128, no resize.
+  narrow     four blocks (32, 16, 8, 4) up to 128x128, no resize: `port`
+             at 256, 128, 64 and 32 channels in the paper configuration,
+             3.06x fewer forward FLOPs than `port` (the efficient head:
+             3.22x); not a preset, as it trained worse than `efficient`
+             (docs/performance.md).
 
 `--heatmap_size 64` (8x the grid) drops one block of `port` (96, 48, 24)
 and `narrow` (32, 16, 8) and makes the efficient head's resize 2x: 4x
@@ -107,7 +111,7 @@ def head_config(head: str, heatmap_size: int = 128):
   if head == 'narrow':
     up = (32, 16, 8, 4) if heatmap_size == 128 else (32, 16, 8)
     return heatmap_head.get_heatmap_head_config(
-        'narrow', conv_channels=(96, 48), upsample_channels=up,
+        'port', conv_channels=(96, 48), upsample_channels=up,
         final_channels=(up[-1],))
   raise ValueError(f'unknown head {head!r}; expected one of {HEADS}')
 

@@ -284,12 +284,14 @@ class HelpersTest(absltest.TestCase):
       port = configs['port'].heatmap_head.upsample_channels
       self.assertTrue(all(n < p for n, p in zip(narrow, port)), size)
     # At 128x128 (the paper's 16x of the grid) the ablation's heads have 1/8
-    # of the widths of the presets they stand for.
-    for h in ('port', 'narrow'):
-      self.assertEqual(
-          heatmap_head_ablation.head_config(h).upsample_channels,
-          tuple(c // 8 for c in heatmap_head.get_heatmap_head_config(
-              h).upsample_channels), h)
+    # of the widths of the paper configuration's heads they stand for.
+    self.assertEqual(
+        heatmap_head_ablation.head_config('port').upsample_channels,
+        tuple(c // 8 for c in heatmap_head.get_heatmap_head_config(
+            'port').upsample_channels))
+    self.assertEqual(
+        heatmap_head_ablation.head_config('narrow').upsample_channels,
+        (256 // 8, 128 // 8, 64 // 8, 32 // 8))
     with self.assertRaisesRegex(ValueError, 'heatmap_size'):
       heatmap_head_ablation.model_config('port', 96)
     gap = heatmap_head_ablation.relative_gap

@@ -59,11 +59,6 @@ pixels there). XLA counts 23 GFLOP per head and example against `port`'s
 forward pass (3.2x); resampling the ground truth through 96x96 keeps a CC
 of 0.99 at 384x384 (`benchmarks/head_flops.py`,
 `benchmarks/heatmap_ceiling.py`).
-
-The `narrow` preset keeps `port`'s four upsampling blocks and its full
-output resolution (no resize) but narrows them to 256, 128, 64 and 32
-channels: 38 GFLOP per head, 623 GFLOP for the paper-configuration forward
-pass (3.06x fewer than `port`).
 """
 
 import dataclasses
@@ -212,13 +207,6 @@ HEATMAP_HEAD_PRESETS: dict[str, HeatmapHeadConfig] = {
         upsample_channels=(256, 128),
         final_channels=(64,),
         bilinear_upsample=4),
-    # `port`'s structure and resolution (four upsampling blocks to the full
-    # output size, no resize) with narrow high-resolution blocks: 256, 128,
-    # 64 and 32 channels (port: 768, 384, 384, 192).
-    'narrow': HeatmapHeadConfig(
-        conv_channels=(768, 384),
-        upsample_channels=(256, 128, 64, 32),
-        final_channels=(32,)),
 }
 
 

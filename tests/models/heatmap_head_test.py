@@ -409,27 +409,20 @@ class HeatmapHeadTest(parameterized.TestCase):
     self.assertEqual(phase.shape, (2, 32, 48))
     np.testing.assert_allclose(phase, dilated, rtol=1e-4, atol=1e-5)
 
-  def test_efficient_and_narrow_presets_shape_and_cost(self):
+  def test_efficient_preset_shape_and_cost(self):
     port = heatmap_head.get_heatmap_head_config('port')
     efficient = heatmap_head.get_heatmap_head_config('efficient')
-    narrow = heatmap_head.get_heatmap_head_config('narrow')
-    for config in (efficient, narrow):
-      self.assertEqual(config.upsample_factor, port.upsample_factor)
+    self.assertEqual(efficient.upsample_factor, port.upsample_factor)
     self.assertEqual(efficient.conv_resolution_factor, 4)
-    # `narrow` convolves at the output resolution, like `port`.
-    self.assertEqual(narrow.conv_resolution_factor, 16)
-    self.assertEqual(narrow.bilinear_upsample, 1)
     x = jax.ShapeDtypeStruct((1, 24, 24, 768), jnp.float32)
     costs = {}
-    for name, config in (('port', port), ('efficient', efficient),
-                         ('narrow', narrow)):
+    for name, config in (('port', port), ('efficient', efficient)):
       head = heatmap_head.HeatmapHead(config)
       variables = jax.eval_shape(head.init, jax.random.key(0), x)
       out = jax.eval_shape(head.apply, variables, x)
       self.assertEqual(out.shape, (1, 384, 384), name)
       costs[name] = _conv_macs(config, 24, 768)
     self.assertGreater(costs['port'], 10 * costs['efficient'])
-    self.assertGreater(costs['port'], 10 * costs['narrow'])
 
   def test_gradients_reach_every_param(self):
     head = heatmap_head.HeatmapHead(
@@ -462,8 +455,8 @@ class HeatmapHeadTest(parameterized.TestCase):
 
   def test_config_validation(self):
     with self.assertRaisesRegex(ValueError, r"unknown heatmap head preset "
-                                r"'huge'; valid names: \['efficient', 'narrow', "
-                                r"'port', 'tiny'\]"):
+                                r"'huge'; valid names: \['efficient', 'port', "
+                                r"'tiny'\]"):
       heatmap_head.get_heatmap_head_config('huge')
     with self.assertRaisesRegex(ValueError, r"norm_type must be one of "
                                 r"\['channel_rms', 'layer', 'none'\]"):
