@@ -384,7 +384,9 @@ class HeatmapHeadTest(parameterized.TestCase):
 
     full, sliced = (head.apply({'params': params}, x),
                     head_chunked.apply({'params': params}, x))
-    np.testing.assert_allclose(sliced, full, rtol=1e-5, atol=1e-6)
+    # Equal up to float32 summation order, which depends on the batch size
+    # the convs see and on the CPU (2.4e-5 relative on a 2-core AMD EPYC).
+    np.testing.assert_allclose(sliced, full, rtol=1e-4, atol=1e-6)
     grad = jax.grad(functools.partial(loss, head), argnums=(0, 1))
     grad_chunked = jax.jit(jax.grad(functools.partial(loss, head_chunked),
                                     argnums=(0, 1)))
