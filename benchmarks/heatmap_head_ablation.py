@@ -178,19 +178,19 @@ def tokenize(data: dict, vocab: WordVocab) -> dict[str, np.ndarray]:
 
 
 def train_and_eval(head: str, train: dict, test: dict,
-                   args: argparse.Namespace) -> dict:
+                   args: argparse.Namespace, seed: int) -> dict:
   """Trains one model; returns its test heatmap metrics and timings."""
   config = model_config(head, args.heatmap_size)
   model = model_lib.RAHFModel(config)
   tc = trainer_lib.TrainConfig(
       num_steps=args.steps, batch_size=args.batch_size,
       learning_rate=args.learning_rate, warmup_steps=max(args.steps // 10, 1),
-      seed=args.seed, log_every=max(args.steps // 4, 1),
+      seed=seed, log_every=max(args.steps // 4, 1),
       cpu_memory_scheduler=False)
   trainer = trainer_lib.Trainer(model, tc, INPUT_LENGTH, TARGET_LENGTH)
   trainer.init_state()
   n = train['image'].shape[0]
-  order = np.random.default_rng(args.seed).permutation(
+  order = np.random.default_rng(seed).permutation(
       np.arange(args.steps * args.batch_size) % n)
 
   def batches():
@@ -263,14 +263,13 @@ def main(argv=None) -> int:
   keys = [f'{k}/{m}' for k in rahf.HEATMAP_TYPES for m in METRICS]
   gaps = {h: {key: [] for key in keys} for h in args.heads[1:]}
   for seed in args.seeds:
-    args.seed = seed
     t0 = time.perf_counter()
     train_raw = make_data(args.num_train, 'train', seed, args.heatmap_size)
     test_raw = make_data(args.num_test, 'test', seed, args.heatmap_size)
     vocab = WordVocab(train_raw['prompts'] + train_raw['targets'])
     train, test = tokenize(train_raw, vocab), tokenize(test_raw, vocab)
     common.log(f'seed {seed}: data ready in {time.perf_counter() - t0:.1f}s')
-    rows = [train_and_eval(h, train, test, args) for h in args.heads]
+    rows = [train_and_eval(h, train, test, args, seed) for h in args.heads]
     print(f'seed {seed}\n{"metric":>26} ' +
           ' '.join(f"{r['head']:>10}" for r in rows) +
           ''.join(f"  {r['head'] + ' gap':>14}" for r in rows[1:]))
