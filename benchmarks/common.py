@@ -55,6 +55,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from richhf_jax import compile_options
 from richhf_jax import model as model_lib
 from richhf_jax import test_utils
 from richhf_jax.models import config as config_lib
@@ -264,14 +265,17 @@ def memory_analysis_gib(compiled: Any) -> dict[str, float | None]:
 
 
 def compile_ahead(fn: Callable[..., Any], *args,
+                  compiler_options: dict[str, Any] | None = None,
                   **jit_kwargs) -> tuple[Any, float, float | None]:
   """jit + lower + compile on `args`: (compiled, seconds, FLOPs per call).
 
-  The FLOPs are `cost_flops` of the lowered program (backend-independent).
+  The FLOPs are `cost_flops` of the lowered program (backend-independent);
+  `compiler_options` are XLA options of this executable (see
+  `richhf_jax.compile_options`).
   """
   t0 = time.perf_counter()
   lowered = jax.jit(fn, **jit_kwargs).lower(*args)
-  compiled = lowered.compile()
+  compiled = lowered.compile(compiler_options=compiler_options or None)
   seconds = time.perf_counter() - t0
   return compiled, seconds, program_flops(lowered, compiled)
 
@@ -371,6 +375,36 @@ def add_model_flags(parser: argparse.ArgumentParser, *,
   parser.add_argument('--matmul_size', type=int, default=0,
                       help='side of the peak-measuring matmul; 0 = 2048 on '
                       'CPU, 8192 on accelerators')
+  parser.add_argument('--compiler_options', type=parse_compiler_options,
+                      default=None,
+                      help="XLA compile options of the timed program: "
+                      "'default' (what the library compiles it with), "
+                      "'none', or NAME=VALUE[,NAME=VALUE...]")
+
+
+def parse_compiler_options(text: str) -> dict[str, str] | None:
+  """--compiler_options: None for 'default', {} for 'none', else a dict."""
+  if text == 'default':
+    return None
+  if text == 'none':
+    return {}
+  options = {}
+  for item in text.split(','):
+    name, sep, value = item.partition('=')
+    if not sep or not name.strip() or not value.strip():
+      raise argparse.ArgumentTypeError(
+          f'{item!r}: expected NAME=VALUE (or default, none)')
+    options[name.strip()] = value.strip()
+  return options
+
+
+def model_compiler_options(args: argparse.Namespace) -> dict[str, Any]:
+  """The forward program's options: --compiler_options, else the library's.
+
+  None (the flag's default) means what `richhf_jax.inference.Predictor` and
+  the evaluation compile with (`compile_options.defaults()`).
+  """
+  return compile_options.resolve(getattr(args, 'compiler_options', None))
 
 
 def check_model_flags(parser: argparse.ArgumentParser,

@@ -149,12 +149,15 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
     return model._init_decode_cache(p, enc, m, target_length)
   # pylint: enable=protected-access
 
-  compiled, compile_sec, _ = common.compile_ahead(decode, params, encoded, mask)
+  options = common.inference_compiler_options(args)
+  compiled, compile_sec, _ = common.compile_ahead(decode, params, encoded, mask,
+                                                  compiler_options=options)
   times = common.time_calls(lambda: compiled(params, encoded, mask),
                             args.steps, args.warmup)
   greedy = np.asarray(compiled(params, encoded, mask))
   steps = full_inference.decoded_steps(greedy)
-  init_compiled = common.compile_ahead(init_cache, params, encoded, mask)[0]
+  init_compiled = common.compile_ahead(init_cache, params, encoded, mask,
+                                       compiler_options=options)[0]
   init_times = common.time_calls(lambda: init_compiled(params, encoded, mask),
                                  args.steps, args.warmup)
   streamed = streamed_bytes_per_step(params, config, batch * beams, batch,
@@ -164,6 +167,7 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
              batch=batch, num_beams=beams, dtype=args.dtype,
              max_decode_length=target_length,
              decoded_tokens=steps, encoded_length=int(encoded.shape[1]),
+             compiler_options=options,
              init_sec=round(init_sec, 2), compile_sec=round(compile_sec, 2),
              matmul_peak_gflops=round(peak_gflops, 1))
   row.update(common.summarize(times, batch, None, peak_gflops))
@@ -197,8 +201,9 @@ def time_speculative(model, params, encoded, mask, data, args,
     return model._decode(p, enc, m, target_length, 1, draft_tokens=k,
                          draft_source=src, return_steps=True)
 
-  compiled, compile_sec, _ = common.compile_ahead(decode, params, encoded,
-                                                  mask, source)
+  compiled, compile_sec, _ = common.compile_ahead(
+      decode, params, encoded, mask, source,
+      compiler_options=common.inference_compiler_options(args))
   seqs, calls = compiled(params, encoded, mask, source)
   if not np.array_equal(np.asarray(seqs), greedy):
     raise RuntimeError('speculative decoding emitted other tokens than '

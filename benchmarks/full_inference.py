@@ -69,7 +69,9 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
   def predict(p, b):
     return model.predict_batch(p, b, max_decode_length=target_length)
 
-  compiled, compile_sec, flops = common.compile_ahead(predict, params, data)
+  options = common.inference_compiler_options(args)
+  compiled, compile_sec, flops = common.compile_ahead(
+      predict, params, data, compiler_options=options)
   times = common.time_calls(lambda: compiled(params, data), args.steps,
                             args.warmup)
   decoded = np.asarray(compiled(params, data)['decoded'])
@@ -78,7 +80,7 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
              heatmap_head=args.heatmap_head if name != 'tiny' else 'tiny',
              input_length=input_length, max_decode_length=target_length,
              decoded_tokens=decoded_steps(decoded),
-             heatmap_size=list(config.heatmap_size),
+             heatmap_size=list(config.heatmap_size), compiler_options=options,
              init_sec=round(init_sec, 2), compile_sec=round(compile_sec, 2),
              matmul_peak_gflops=round(peak_gflops, 1))
   row.update(common.summarize(times, batch, flops,

@@ -66,7 +66,9 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
   init_sec = time.perf_counter() - t0
   data = common.fake_batch(config, batch, input_length, target_length)
   inputs = (params, data['image'], data['encoder_input_tokens'])
-  compiled, compile_sec, flops = common.compile_ahead(heads_fn(model), *inputs)
+  options = common.inference_compiler_options(args)
+  compiled, compile_sec, flops = common.compile_ahead(
+      heads_fn(model), *inputs, compiler_options=options)
   times = common.time_calls(lambda: compiled(*inputs), args.steps,
                             args.warmup)
   row = dict(benchmark='inference', config=name, variant=variant,
@@ -74,6 +76,7 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
              heatmap_head=args.heatmap_head if name != 'tiny' else 'tiny',
              input_length=input_length,
              heatmap_size=list(config.heatmap_size),
+             compiler_options=options,
              init_sec=round(init_sec, 2), compile_sec=round(compile_sec, 2),
              matmul_peak_gflops=round(peak_gflops, 1))
   row.update(common.summarize(times, batch, flops,

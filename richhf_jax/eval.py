@@ -63,6 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from richhf_jax import checkpoints
+from richhf_jax import compile_options
 from richhf_jax import export as export_lib
 from richhf_jax import gin_configurables  # pylint: disable=unused-import
 from richhf_jax import gin_utils
@@ -237,11 +238,15 @@ def data_model_config(model_config: rahf.RAHFConfig,
 @functools.lru_cache(maxsize=None)
 def _jitted_predict(config: rahf.RAHFConfig, max_decode_length: int,
                     draft_tokens: int = 0):
-  """One jitted `predict_batch` per (config, length, draft), shared."""
+  """One jitted `predict_batch` per (config, length, draft), shared.
+
+  Compiled with the backend's inference options (`compile_options`).
+  """
   model = model_lib.RAHFModel(config)
   return jax.jit(functools.partial(model.predict_batch,
                                    max_decode_length=max_decode_length,
-                                   draft_tokens=draft_tokens))
+                                   draft_tokens=draft_tokens),
+                 compiler_options=compile_options.defaults() or None)
 
 
 @functools.lru_cache(maxsize=None)

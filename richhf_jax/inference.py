@@ -51,12 +51,13 @@ import dataclasses
 import difflib
 import io
 import os
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import jax
 import numpy as np
 from PIL import Image
 
+from richhf_jax import compile_options
 from richhf_jax import export as export_lib
 from richhf_jax import model as model_lib
 from richhf_jax.data import release
@@ -401,13 +402,16 @@ class Predictor:
       copied from the prompt per decoder call (same output, fewer calls).
     augmented_prompts: the task prompt style ('paper' or 'port') of an
       augmented-prompt model.
+    compiler_options: XLA compile options of the forward program
+      (`compile_options.resolve`: None = the backend's defaults).
   """
 
   def __init__(self, config: rahf.RAHFConfig, params: PyTree,
                vocab_path: str, *, input_length: int, target_length: int,
                max_batch_size: int = 8, num_beams: int = 1,
                augmented_prompts: Optional[str] = None,
-               draft_tokens: int = 0):
+               draft_tokens: int = 0,
+               compiler_options: Optional[Mapping[str, Any]] = None):
     if draft_tokens < 0 or (draft_tokens and num_beams > 1):
       raise ValueError(f'draft_tokens={draft_tokens}: expected 0, or > 0 '
                        f'with greedy decoding (num_beams={num_beams})')
@@ -424,6 +428,7 @@ class Predictor:
     self.max_decode_length = target_length
     self.num_beams = num_beams
     self.draft_tokens = draft_tokens
+    self.compiler_options = compile_options.resolve(compiler_options)
     self._compiled: dict[int, Callable[..., Any]] = {}
 
   @classmethod
@@ -437,7 +442,7 @@ class Predictor:
       step: training checkpoint step (training directories only).
       vocab_path: overrides the vocabulary.
       **kwargs: `Predictor` options (max_batch_size, num_beams, draft_tokens,
-        input_length, target_length, augmented_prompts: default the
+        compiler_options, input_length, target_length, augmented_prompts: default the
         training run's `DataConfig.augmented_prompts`, else from the model
         wiring).
 
@@ -509,7 +514,8 @@ class Predictor:
       self._compiled[batch_size] = jax.jit(self._forward).lower(
           self.params,
           jax.ShapeDtypeStruct((batch_size, s, s, 3), np.float32),
-          jax.ShapeDtypeStruct(tok_shape, np.int32)).compile()
+          jax.ShapeDtypeStruct(tok_shape, np.int32)).compile(
+              compiler_options=self.compiler_options or None)
     return self._compiled[batch_size]
 
   def _run_chunk(self, images: np.ndarray, tokens: np.ndarray

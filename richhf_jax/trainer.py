@@ -46,6 +46,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from richhf_jax import checkpoints
+from richhf_jax import compile_options
 from richhf_jax import model as model_lib
 from richhf_jax import partitioning
 
@@ -127,7 +128,11 @@ class TrainConfig:
       does this); no effect on GPU / TPU programs.
     compiler_options: extra XLA compile options of the train and validation
       steps, e.g. `{'xla_cpu_enable_fast_math': False}` (any backend; an
-      unknown name fails at compile time).
+      unknown name fails at compile time). They override the defaults.
+    default_compiler_options: compile the train and validation steps with
+      `compile_options.defaults()` of the mesh's platform (on CPU: no
+      YNNPACK fusions of convolutions, ~8% faster steps), under
+      `compiler_options`.
   """
   num_steps: int = 1000
   batch_size: int = 32
@@ -160,6 +165,7 @@ class TrainConfig:
   cpu_memory_scheduler: bool = True
   compiler_options: Mapping[str, Any] = dataclasses.field(
       default_factory=dict)
+  default_compiler_options: bool = True
 
   def __post_init__(self):
     schedules = ('cosine', 'rsqrt', 'constant')
@@ -202,9 +208,10 @@ class TrainConfig:
       if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f'TrainConfig.mu_dtype={self.mu_dtype!r}; expected '
                          "a float dtype name such as 'bfloat16' or None")
-    if not isinstance(self.cpu_memory_scheduler, bool):
-      raise ValueError('TrainConfig.cpu_memory_scheduler='
-                       f'{self.cpu_memory_scheduler!r}; expected a bool')
+    for name in ('cpu_memory_scheduler', 'default_compiler_options'):
+      if not isinstance(getattr(self, name), bool):
+        raise ValueError(f'TrainConfig.{name}={getattr(self, name)!r}; '
+                         'expected a bool')
     options = self.compiler_options
     if not isinstance(options, Mapping) or not all(
         isinstance(k, str) for k in options):
@@ -521,7 +528,11 @@ class Trainer:
     self.batch_sharding = NamedSharding(self.mesh,
                                         P(partitioning.BATCH_AXES))
     self._replicated = NamedSharding(self.mesh, P())
-    self.compiler_options = dict(config.compiler_options) or None
+    platform = self.mesh.devices.flat[0].platform
+    options = (compile_options.defaults(platform)
+               if config.default_compiler_options else {})
+    options.update(config.compiler_options)
+    self.compiler_options = options or None
     if (config.cpu_memory_scheduler and
         self.mesh.devices.flat[0].platform == 'cpu' and
         CPU_SCHEDULER_FLAG not in os.environ.get('XLA_FLAGS', '')):

@@ -21,6 +21,7 @@ from absl.testing import absltest
 import numpy as np
 from PIL import Image
 
+from richhf_jax import compile_options
 from richhf_jax import inference
 from richhf_jax import test_utils
 from richhf_jax.models import rahf
@@ -188,6 +189,24 @@ class PredictorTest(absltest.TestCase):
                      [p.marked_prompt for p in self.preds])
     with self.assertRaisesRegex(ValueError, 'draft_tokens=3.*num_beams=2'):
       inference.Predictor.load(self.export_dir, draft_tokens=3, num_beams=2)
+
+  def test_compiler_options(self):
+    # Compiled with the backend's inference options unless told otherwise;
+    # the options change how XLA computes, not what.
+    self.assertEqual(self.predictor.compiler_options,
+                     compile_options.defaults())
+    plain = inference.Predictor.load(self.export_dir, max_batch_size=2,
+                                     compiler_options={})
+    self.assertEqual(plain.compiler_options, {})
+    preds = plain.predict(self.images, self.prompts)
+    for got, want in zip(preds, self.preds):
+      for k in rahf.HEATMAP_TYPES:
+        np.testing.assert_allclose(got.heatmap(k), want.heatmap(k), atol=1e-5)
+      for k in rahf.SCORE_TYPES:
+        self.assertAlmostEqual(got.scores[k], want.scores[k], places=5)
+      self.assertEqual(got.marked_prompt, want.marked_prompt)
+    with self.assertRaisesRegex(ValueError, 'compiler_options'):
+      inference.Predictor.load(self.export_dir, compiler_options='none')
 
   def _compiled_sizes(self):
     return sorted(self.predictor._compiled)  # pylint: disable=protected-access

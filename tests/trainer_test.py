@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from richhf_jax import checkpoints
+from richhf_jax import compile_options
 from richhf_jax import model as model_lib
 from richhf_jax import test_utils
 from richhf_jax import trainer as trainer_lib
@@ -270,6 +271,20 @@ class OptimizerFeaturesTest(absltest.TestCase):
     with self.assertRaisesRegex(Exception, 'xla_no_such_option'):
       tr.compile(spec)
 
+  def test_default_compiler_options(self):
+    model = model_lib.RAHFModel(self.cfg)
+    defaults = compile_options.defaults('cpu')
+    tr = trainer_lib.Trainer(model, self.base, 6, 7)
+    self.assertEqual(tr.compiler_options or {}, defaults)
+    # Explicit options go on top of the defaults; the defaults can be off.
+    tc = dataclasses.replace(self.base,
+                             compiler_options={'xla_cpu_enable_fast_math':
+                                               False})
+    self.assertEqual(trainer_lib.Trainer(model, tc, 6, 7).compiler_options,
+                     dict(defaults, xla_cpu_enable_fast_math=False))
+    tc = dataclasses.replace(self.base, default_compiler_options=False)
+    self.assertIsNone(trainer_lib.Trainer(model, tc, 6, 7).compiler_options)
+
   def test_init_compiler_options_reach_the_compiler(self):
     self.assertEqual(trainer_lib.init_compiler_options(10**6, 'cpu'),
                      {'xla_backend_optimization_level': 0})
@@ -345,6 +360,8 @@ class ConfigTest(absltest.TestCase):
             r"mu_dtype='bfloat16' applies to optimizer='adamw' only"),
            ({'cpu_memory_scheduler': 'yes'},
             r"cpu_memory_scheduler='yes'; expected a bool"),
+           ({'default_compiler_options': 1},
+            r'default_compiler_options=1; expected a bool'),
            ({'compiler_options': ['a']}, r'compiler_options=.*expected a dict'),
            ({'compiler_options': {1: True}}, r'compiler_options=')]
     for kwargs, pattern in bad:
