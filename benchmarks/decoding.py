@@ -149,7 +149,7 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
     return model._init_decode_cache(p, enc, m, target_length)
   # pylint: enable=protected-access
 
-  options = common.inference_compiler_options(args)
+  options = common.model_compiler_options(args)
   compiled, compile_sec, _ = common.compile_ahead(decode, params, encoded, mask,
                                                   compiler_options=options)
   times = common.time_calls(lambda: compiled(params, encoded, mask),
@@ -203,7 +203,7 @@ def time_speculative(model, params, encoded, mask, data, args,
 
   compiled, compile_sec, _ = common.compile_ahead(
       decode, params, encoded, mask, source,
-      compiler_options=common.inference_compiler_options(args))
+      compiler_options=common.model_compiler_options(args))
   seqs, calls = compiled(params, encoded, mask, source)
   if not np.array_equal(np.asarray(seqs), greedy):
     raise RuntimeError('speculative decoding emitted other tokens than '

@@ -69,7 +69,7 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
   def predict(p, b):
     return model.predict_batch(p, b, max_decode_length=target_length)
 
-  options = common.inference_compiler_options(args)
+  options = common.model_compiler_options(args)
   compiled, compile_sec, flops = common.compile_ahead(
       predict, params, data, compiler_options=options)
   times = common.time_calls(lambda: compiled(params, data), args.steps,

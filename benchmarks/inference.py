@@ -66,7 +66,7 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
   init_sec = time.perf_counter() - t0
   data = common.fake_batch(config, batch, input_length, target_length)
   inputs = (params, data['image'], data['encoder_input_tokens'])
-  options = common.inference_compiler_options(args)
+  options = common.model_compiler_options(args)
   compiled, compile_sec, flops = common.compile_ahead(
       heads_fn(model), *inputs, compiler_options=options)
   times = common.time_calls(lambda: compiled(*inputs), args.steps,

@@ -80,9 +80,11 @@ def _trainer(name: str, variant: str, batch: int, args: argparse.Namespace,
   """The trainer of one case (its state is not made here)."""
   config = common.model_config(name, variant, args.dtype, args.remat,
                                args.heatmap_head, heatmap_batch_chunks)
-  # --compiler_options default: TrainConfig's own default.
+  # --compiler_options: None = what training compiles with (TrainConfig's
+  # defaults); otherwise exactly the options given.
   options = getattr(args, 'compiler_options', None)
-  extra = {} if options is None else dict(compiler_options=options)
+  extra = ({} if options is None else
+           dict(compiler_options=options, default_compiler_options=False))
   train_config = trainer_lib.TrainConfig(
       num_steps=args.warmup + args.steps + 1, batch_size=batch,
       warmup_steps=1, log_every=1, optimizer=args.optimizer,
@@ -150,7 +152,7 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
              optimizer=args.optimizer, mu_dtype=args.mu_dtype or None,
              cpu_memory_scheduler=args.cpu_memory_scheduler,
              xla_flags=os.environ.get('XLA_FLAGS', ''),
-             compiler_options=dict(trainer.config.compiler_options),
+             compiler_options=dict(trainer.compiler_options or {}),
              grad_accum_steps=args.grad_accum_steps,
              num_opt_state=sum(int(np.prod(x.shape)) for x in
                                jax.tree.leaves(trainer.state.opt_state)),

@@ -43,6 +43,7 @@ from benchmarks import inference
 from benchmarks import run_all
 from benchmarks import train_step
 from benchmarks import xla_peak
+from richhf_jax import compile_options
 from richhf_jax.data import synthetic
 from richhf_jax.models import heatmap_head
 
@@ -85,6 +86,7 @@ class ModelBenchmarksTest(absltest.TestCase):
     (row,) = _run(train_step.main, _TRAIN_STEP_ARGV)
     self._check_common(row, 'train_step', batch=2)
     self.assertTrue(row['remat'])
+    self.assertEqual(row['compiler_options'], compile_options.defaults())
     self.assertGreater(row['gflop_per_example'], 0)
     self.assertGreater(row['fraction_of_peak'], 0)
     self.assertEqual(row['heatmap_size'], [16, 16])
@@ -124,13 +126,16 @@ class ModelBenchmarksTest(absltest.TestCase):
     for row in rows:
       self._check_common(row, 'inference')
       self.assertGreater(row['gflop_per_example'], 0)
+      # Timed as the library compiles it.
+      self.assertEqual(row['compiler_options'], compile_options.defaults())
     # The augmented variant runs the encoder once per task prompt.
     self.assertGreater(rows[1]['gflop_per_example'],
                        rows[0]['gflop_per_example'])
 
   def test_full_inference(self):
-    (row,) = _run(full_inference.main, TINY)
+    (row,) = _run(full_inference.main, TINY + ['--compiler_options', 'none'])
     self._check_common(row, 'full_inference')
+    self.assertEqual(row['compiler_options'], {})
     self.assertBetween(row['decoded_tokens'], 1, row['max_decode_length'])
 
   def test_decoding(self):
@@ -213,6 +218,19 @@ class ModelBenchmarksTest(absltest.TestCase):
 
 
 class HelpersTest(absltest.TestCase):
+
+  def test_compiler_options_flag(self):
+    parse = common.parse_compiler_options
+    self.assertIsNone(parse('default'))
+    self.assertEqual(parse('none'), {})
+    self.assertEqual(parse('xla_a=1, xla_b=B'), {'xla_a': '1', 'xla_b': 'B'})
+    for bad in ('xla_a', 'xla_a=', '=1', 'xla_a=1,'):
+      with self.assertRaisesRegex(argparse.ArgumentTypeError, 'NAME=VALUE'):
+        parse(bad)
+    self.assertEqual(common.model_compiler_options(
+        argparse.Namespace(compiler_options=None)), compile_options.defaults())
+    self.assertEqual(common.model_compiler_options(
+        argparse.Namespace(compiler_options={'xla_a': '1'})), {'xla_a': '1'})
 
   def test_model_configs(self):
     paper = common.model_config('paper')
