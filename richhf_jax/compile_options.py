@@ -54,7 +54,9 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
 @functools.lru_cache(maxsize=None)
 def _supported(backend: str, name: str, value: Any) -> bool:
   """Whether this jaxlib accepts the option `name=value` on `backend`."""
-  device = jax.devices(backend)[0]
+  # A device of this process: in a multi-process run, jax.devices() starts
+  # with another process's devices, which this one cannot compile for.
+  device = jax.local_devices(backend=backend)[0]
   lowered = jax.jit(lambda x: x + 1).lower(
       jax.ShapeDtypeStruct((2,), jnp.float32,
                            sharding=jax.sharding.SingleDeviceSharding(device)))
