@@ -240,7 +240,7 @@ def _jitted_predict(config: rahf.RAHFConfig, max_decode_length: int,
                     draft_tokens: int = 0):
   """One jitted `predict_batch` per (config, length, draft), shared.
 
-  Compiled with the backend's inference options (`compile_options`).
+  Compiled with the backend's default options (`compile_options.defaults`).
   """
   model = model_lib.RAHFModel(config)
   return jax.jit(functools.partial(model.predict_batch,

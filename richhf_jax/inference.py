@@ -442,9 +442,9 @@ class Predictor:
       step: training checkpoint step (training directories only).
       vocab_path: overrides the vocabulary.
       **kwargs: `Predictor` options (max_batch_size, num_beams, draft_tokens,
-        compiler_options, input_length, target_length, augmented_prompts: default the
-        training run's `DataConfig.augmented_prompts`, else from the model
-        wiring).
+        compiler_options, input_length, target_length, augmented_prompts:
+        default the training run's `DataConfig.augmented_prompts`, else
+        from the model wiring).
 
     Raises:
       FileNotFoundError: neither kind of directory.
