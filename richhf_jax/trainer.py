@@ -533,8 +533,7 @@ class Trainer:
                if config.default_compiler_options else {})
     options.update(config.compiler_options)
     self.compiler_options = options or None
-    if (config.cpu_memory_scheduler and
-        self.mesh.devices.flat[0].platform == 'cpu' and
+    if (config.cpu_memory_scheduler and platform == 'cpu' and
         CPU_SCHEDULER_FLAG not in os.environ.get('XLA_FLAGS', '')):
       logging.warning(
           'TrainConfig.cpu_memory_scheduler is set but XLA_FLAGS lacks %s; '
