@@ -42,11 +42,17 @@ the side) is 1.6 pixels wide; the paper configuration's efficient head
 predicts at 96x96 (4.8 pixels), so this comparison is harder on it than
 the real one.
 
-For each seed in `--seeds` (which sets the data, the initialisation and the
-order) it prints the test-set heatmap metrics of every head (CC, KLD, SIM,
-NSS, AUC-Judd, MSE, per heatmap type) side by side with the relative gap to
-the first head, and one JSON line per head; with several seeds, the mean,
-minimum and maximum gap of each metric over seeds, and a summary JSON line.
+For each seed in `--seeds` (which sets the data and the order, and by
+default the initialisation) and each of `--init_seeds` (initialisation and
+dropout seeds trained on that data; default: the seed itself) it prints the
+test-set heatmap metrics of every head (CC, KLD, SIM, NSS, AUC-Judd, MSE,
+per heatmap type) side by side with the relative gap to the first head, and
+one JSON line per head. With several runs per head it then prints each
+head's mean and standard deviation over its runs, the gap of the means with
+twice its standard error, the mean, minimum and maximum of the per-run
+gaps, and a summary JSON line. Runs of one head differ by several percent
+from the initialisation alone (docs/performance.md), so a 2% criterion
+needs several runs per head.
 
 Data: `richhf_jax.data.synthetic.make_example` in process (images resized
 to 64 px, 512x512 maps resized with antialiasing); prompts and marked
@@ -55,7 +61,7 @@ targets are tokenized by a word-level vocabulary of the generated prompts
 
   python benchmarks/heatmap_head_ablation.py [--num_train 512]
       [--num_test 128] [--steps 400] [--batch_size 16] [--heatmap_size 128]
-      [--heads port,efficient,narrow] [--seeds 0,1]
+      [--heads port,efficient,narrow] [--seeds 0,1] [--init_seeds 0,1,2]
 """
 
 import argparse
@@ -187,8 +193,19 @@ def tokenize(data: dict, vocab: WordVocab) -> dict[str, np.ndarray]:
 
 
 def train_and_eval(head: str, train: dict, test: dict,
-                   args: argparse.Namespace, seed: int) -> dict:
-  """Trains one model; returns its test heatmap metrics and timings."""
+                   args: argparse.Namespace, seed: int,
+                   order_seed: int | None = None) -> dict:
+  """Trains one model; returns its test heatmap metrics and timings.
+
+  Args:
+    head: one of HEADS.
+    train: tokenized training arrays.
+    test: tokenized test arrays.
+    args: the parsed flags (steps, batch size, learning rate, map size).
+    seed: the parameter initialisation and dropout seed.
+    order_seed: seed of the order of the training examples (default:
+      `seed`).
+  """
   config = model_config(head, args.heatmap_size)
   model = model_lib.RAHFModel(config)
   tc = trainer_lib.TrainConfig(
@@ -199,7 +216,8 @@ def train_and_eval(head: str, train: dict, test: dict,
   trainer = trainer_lib.Trainer(model, tc, INPUT_LENGTH, TARGET_LENGTH)
   trainer.init_state()
   n = train['image'].shape[0]
-  order = np.random.default_rng(seed).permutation(
+  order = np.random.default_rng(
+      seed if order_seed is None else order_seed).permutation(
       np.arange(args.steps * args.batch_size) % n)
 
   def batches():
@@ -246,6 +264,51 @@ def relative_gap(port: float, efficient: float, name: str) -> float:
   return gap if name in LOWER_IS_BETTER else -gap
 
 
+def summarize(rows: list[dict], reference: str,
+              keys: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+  """Each head's figures over its runs, and its gap of the means.
+
+  Args:
+    rows: one dict per trained model, with 'head' and the metric keys.
+    reference: the head the others are compared with.
+    keys: the metric keys ('implausibility/cc', ...).
+
+  Returns:
+    {head: {key: {n, mean, sd, gap, gap_se}}}: the number of runs, the mean
+    and sample standard deviation of the metric over them (sd is nan with
+    one run), `relative_gap` of the head's mean to the reference's mean
+    (positive = worse) and its standard error, sqrt(sd_ref^2 / n_ref +
+    sd^2 / n) / |mean_ref| (nan when either has one run; both 0 for the
+    reference).
+
+  Raises:
+    ValueError: if `reference` has no run.
+  """
+  by_head: dict[str, list[dict]] = {}
+  for r in rows:
+    by_head.setdefault(r['head'], []).append(r)
+  if reference not in by_head:
+    raise ValueError(f'no run of the reference head {reference!r}')
+  stats = {}
+  for h, runs in by_head.items():
+    stats[h] = {}
+    for key in keys:
+      v = np.asarray([r[key] for r in runs], np.float64)
+      sd = float(v.std(ddof=1)) if v.size > 1 else float('nan')
+      stats[h][key] = dict(n=int(v.size), mean=float(v.mean()), sd=sd)
+  for h in stats:
+    for key in keys:
+      ref, cur = stats[reference][key], stats[h][key]
+      if h == reference:
+        cur.update(gap=0.0, gap_se=0.0)
+        continue
+      cur['gap'] = relative_gap(ref['mean'], cur['mean'], key.split('/')[1])
+      cur['gap_se'] = (
+          float(np.sqrt(ref['sd'] ** 2 / ref['n'] + cur['sd'] ** 2 / cur['n'])
+                / abs(ref['mean'])) if ref['mean'] else float('nan'))
+  return stats
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--num_train', type=int, default=512)
@@ -256,6 +319,11 @@ def main(argv=None) -> int:
   parser.add_argument('--seeds', type=common.csv_list(int), default=[0],
                       help='one run of every head per seed (data, init and '
                       'order); gaps are summarised over seeds')
+  parser.add_argument('--init_seeds', type=common.csv_list(int),
+                      default=None,
+                      help='initialisation (and dropout) seeds trained on '
+                      'each seed\'s data and order (default: that seed); '
+                      'several give the run-to-run spread of each head')
   parser.add_argument('--heatmap_size', type=int, default=128,
                       choices=HEATMAP_SIZES)
   parser.add_argument('--heads', type=common.csv_list(str),
@@ -269,8 +337,11 @@ def main(argv=None) -> int:
       parser.error(f'--heads {h!r}: expected some of {list(HEADS)}')
   if not args.seeds:
     parser.error('--seeds: expected at least one seed')
+  if args.init_seeds is not None and not args.init_seeds:
+    parser.error('--init_seeds: expected at least one seed')
   keys = [f'{k}/{m}' for k in rahf.HEATMAP_TYPES for m in METRICS]
   gaps = {h: {key: [] for key in keys} for h in args.heads[1:]}
+  all_rows = []
   for seed in args.seeds:
     t0 = time.perf_counter()
     train_raw = make_data(args.num_train, 'train', seed, args.heatmap_size)
@@ -278,34 +349,52 @@ def main(argv=None) -> int:
     vocab = WordVocab(train_raw['prompts'] + train_raw['targets'])
     train, test = tokenize(train_raw, vocab), tokenize(test_raw, vocab)
     common.log(f'seed {seed}: data ready in {time.perf_counter() - t0:.1f}s')
-    rows = [train_and_eval(h, train, test, args, seed) for h in args.heads]
-    print(f'seed {seed}\n{"metric":>26} ' +
-          ' '.join(f"{r['head']:>10}" for r in rows) +
-          ''.join(f"  {r['head'] + ' gap':>14}" for r in rows[1:]))
+    for init_seed in args.init_seeds or [seed]:
+      rows = [train_and_eval(h, train, test, args, init_seed, order_seed=seed)
+              for h in args.heads]
+      print(f'seed {seed}, init seed {init_seed}\n{"metric":>26} ' +
+            ' '.join(f"{r['head']:>10}" for r in rows) +
+            ''.join(f"  {r['head'] + ' gap':>14}" for r in rows[1:]))
+      for key in keys:
+        line = f'{key:>26} ' + ' '.join(f'{r[key]:>10.4f}' for r in rows)
+        for r in rows[1:]:
+          gap = relative_gap(rows[0][key], r[key], key.split('/')[1])
+          gaps[r['head']][key].append(gap)
+          line += f'  {100 * gap:>+13.2f}%'
+        print(line)
+      for r in rows:
+        r.update(seed=seed, init_seed=init_seed, **common.machine_info())
+        print(json.dumps(r, sort_keys=True), flush=True)
+      all_rows += rows
+  runs = len(all_rows) // len(args.heads)
+  if runs > 1:
+    # Per head: mean and spread over the runs; per other head: its gap to
+    # the first head run by run (mean, min, max) and the gap of the means
+    # with twice its standard error (about a 95% interval).
+    stats = summarize(all_rows, args.heads[0], keys)
+    print(f'\nover {runs} runs per head: mean (sd); gap to {args.heads[0]} '
+          '(positive = worse): gap of the means +- 2 standard errors, '
+          'then the per-run gaps: mean [min, max]')
     for key in keys:
-      line = f'{key:>26} ' + ' '.join(f'{r[key]:>10.4f}' for r in rows)
-      for r in rows[1:]:
-        gap = relative_gap(rows[0][key], r[key], key.split('/')[1])
-        gaps[r['head']][key].append(gap)
-        line += f'  {100 * gap:>+13.2f}%'
+      line = f'{key:>26} ' + ' '.join(
+          f"{h:>9} {stats[h][key]['mean']:.4f} ({stats[h][key]['sd']:.4f})"
+          for h in args.heads)
+      for h, g in gaps.items():
+        s = stats[h][key]
+        line += (f"  {h} {100 * s['gap']:+6.2f}% +- "
+                 f"{200 * s['gap_se']:.2f}; {100 * np.mean(g[key]):+6.2f}% "
+                 f'[{100 * min(g[key]):+6.2f}, {100 * max(g[key]):+6.2f}]')
       print(line)
-    for r in rows:
-      r.update(seed=seed, **common.machine_info())
-      print(json.dumps(r, sort_keys=True), flush=True)
-  if gaps and len(args.seeds) > 1:
-    # Gap of each head to the first, per seed, then its mean and spread.
-    print(f'\ngap to {args.heads[0]} over seeds {args.seeds} '
-          '(positive = worse): mean [min, max]')
-    for key in keys:
-      print(f'{key:>26} ' + '  '.join(
-          f'{h:>9} {100 * np.mean(g[key]):+7.2f}% '
-          f'[{100 * min(g[key]):+7.2f}, {100 * max(g[key]):+7.2f}]'
-          for h, g in gaps.items()))
     print(json.dumps(dict(
         benchmark='heatmap_head_ablation_summary', reference=args.heads[0],
-        seeds=args.seeds, mean_gap={
+        seeds=args.seeds, init_seeds=args.init_seeds, runs_per_head=runs,
+        mean_gap={
             h: {key: round(float(np.mean(g[key])), 5) for key in keys}
-            for h, g in gaps.items()}), sort_keys=True))
+            for h, g in gaps.items()},
+        stats={h: {key: {k: round(v, 6) if np.isfinite(v) else None
+                         for k, v in st.items()}
+                   for key, st in s.items()} for h, s in stats.items()}),
+                     sort_keys=True))
   return 0
 
 

@@ -316,6 +316,33 @@ class HelpersTest(absltest.TestCase):
     self.assertAlmostEqual(gap(0.5, 0.49, 'cc'), 0.02)
     self.assertAlmostEqual(gap(0.5, 0.51, 'kld'), 0.02)
 
+  def test_ablation_summary_over_runs(self):
+    keys = ['implausibility/cc', 'implausibility/kld']
+    rows = [dict(head='port', **{keys[0]: 0.5, keys[1]: 2.0}),
+            dict(head='efficient', **{keys[0]: 0.45, keys[1]: 2.2}),
+            dict(head='port', **{keys[0]: 0.6, keys[1]: 2.2}),
+            dict(head='efficient', **{keys[0]: 0.55, keys[1]: 2.4})]
+    stats = heatmap_head_ablation.summarize(rows, 'port', keys)
+    cc, kld = stats['efficient'][keys[0]], stats['efficient'][keys[1]]
+    self.assertEqual(cc['n'], 2)
+    self.assertAlmostEqual(cc['mean'], 0.5)
+    self.assertAlmostEqual(cc['sd'], np.sqrt(0.005))
+    # CC lower than the reference's 0.55 and KLD higher than its 2.1: both
+    # worse, so both gaps positive.
+    self.assertAlmostEqual(cc['gap'], 0.05 / 0.55)
+    self.assertAlmostEqual(kld['gap'], 0.2 / 2.1)
+    self.assertAlmostEqual(cc['gap_se'],
+                           np.sqrt(0.005 / 2 + 0.005 / 2) / 0.55)
+    self.assertEqual(stats['port'][keys[0]]['gap'], 0.0)
+    one = heatmap_head_ablation.summarize(rows[:2], 'port', keys)
+    self.assertTrue(np.isnan(one['efficient'][keys[0]]['sd']))
+    self.assertTrue(np.isnan(one['efficient'][keys[0]]['gap_se']))
+    with self.assertRaisesRegex(ValueError, 'narrow'):
+      heatmap_head_ablation.summarize(rows, 'narrow', keys)
+    with self.assertRaises(SystemExit), contextlib.redirect_stderr(
+        io.StringIO()):
+      heatmap_head_ablation.main(['--init_seeds', ','])
+
   def test_run_all_sets_are_valid_commands(self):
     for name, cases in run_all.SETS.items():
       for script, arguments in cases:
