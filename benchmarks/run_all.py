@@ -18,9 +18,7 @@ peak RSS is that case's own high-water mark and no compiled program is
 shared. The cases' JSON lines go to --out (JSONL, one line per case, plus
 the case's command and wall time), and a summary table is printed.
 
-Sets. The times are estimates for a quiet 2-core CPU of the issue's class
-(this session's runs on a loaded machine, scaled by the in-run matmul peak;
-no set was run end to end on a quiet machine):
+Sets, with their wall time on the 2-core development CPU:
 
   quick  small config only: train b1, inference b1, full inference b1,
          decoding b1, head FLOPs (~6 min).
@@ -30,12 +28,12 @@ no set was run end to end on a quiet machine):
          heads), augmented inference b1, full inference b1, decoding b1,
          and the paper train step compiled only (`--compile_only`: FLOPs
          and XLA's memory plan) at b1, b2, b2 with remat and b4 with remat
-         (~20-25 min). Timed paper train steps are in `full`: on XLA:CPU
-         the kernel gradient of the heads' transposed convs runs at ~1% of
-         the matmul rate, so one paper step takes many minutes on 2 cores.
+         (24.5 min, 2026-11-29). Timed paper train steps are in `full`
+         (a step takes about a minute at b1 and four at b2 with remat,
+         Adafactor and the heads over slices, plus the compilations).
   full   `cpu` plus timed paper train steps (b1; b2 with remat), a timed
          small b4 step, the small train step with the efficient head, and
-         the input pipeline (over an hour on 2 cores).
+         the input pipeline.
 
 --budget_min stops starting new cases once the budget is spent (the skipped
 cases are listed); --timeout_min bounds each case.
