@@ -31,8 +31,9 @@ heatmaps, 16x the grid, the paper configuration's geometry (24x24 grid ->
   wide       the efficient shape with 1.5x the channels, (48, 24) up to
              32x32: (384, 192) in the paper configuration, 39 GFLOP per head
              against the efficient head's 23, 3.05x fewer forward FLOPs
-             than `port` for the whole model; trained worse than
-             `efficient` on implausibility (docs/performance.md).
+             than `port` for the whole model; one run, worse than
+             `efficient` on implausibility by less than the run-to-run
+             spread (docs/performance.md).
 
 `--heatmap_size 64` (8x the grid) drops one block of `port` (96, 48, 24)
 and `narrow` (32, 16, 8) and makes the efficient head's resize 2x: 4x
