@@ -318,8 +318,10 @@ def main(argv=None) -> int:
   parser.add_argument('--batch_size', type=int, default=16)
   parser.add_argument('--learning_rate', type=float, default=2e-3)
   parser.add_argument('--seeds', type=common.csv_list(int), default=[0],
-                      help='one run of every head per seed (data, init and '
-                      'order); gaps are summarised over seeds')
+                      help='data seeds: each sets the examples and their '
+                      'order, and the initialisation unless --init_seeds '
+                      'is given; one run of every head per seed and '
+                      'initialisation')
   parser.add_argument('--init_seeds', type=common.csv_list(int),
                       default=None,
                       help='initialisation (and dropout) seeds trained on '
@@ -381,9 +383,9 @@ def main(argv=None) -> int:
           f"{h:>9} {stats[h][key]['mean']:.4f} ({stats[h][key]['sd']:.4f})"
           for h in args.heads)
       for h, g in gaps.items():
-        s = stats[h][key]
-        line += (f"  {h} {100 * s['gap']:+6.2f}% +- "
-                 f"{200 * s['gap_se']:.2f}; {100 * np.mean(g[key]):+6.2f}% "
+        st = stats[h][key]
+        line += (f"  {h} {100 * st['gap']:+6.2f}% +- "
+                 f"{200 * st['gap_se']:.2f}; {100 * np.mean(g[key]):+6.2f}% "
                  f'[{100 * min(g[key]):+6.2f}, {100 * max(g[key]):+6.2f}]')
       print(line)
     print(json.dumps(dict(
@@ -394,7 +396,8 @@ def main(argv=None) -> int:
             for h, g in gaps.items()},
         stats={h: {key: {k: round(v, 6) if np.isfinite(v) else None
                          for k, v in st.items()}
-                   for key, st in s.items()} for h, s in stats.items()}),
+                   for key, st in per_key.items()}
+               for h, per_key in stats.items()}),
                      sort_keys=True))
   return 0
 

@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from unittest import mock
 
 from absl.testing import absltest
 import jax
@@ -342,6 +343,32 @@ class HelpersTest(absltest.TestCase):
     with self.assertRaises(SystemExit), contextlib.redirect_stderr(
         io.StringIO()):
       heatmap_head_ablation.main(['--init_seeds', ','])
+
+  def test_ablation_main_runs_every_init_seed_on_the_seeds_data(self):
+    calls = []
+
+    def fake_train(head, train, test, args, seed, order_seed=None):
+      calls.append((head, seed, order_seed, train['image'].shape[0]))
+      value = 0.5 + 0.1 * seed - (0.05 if head == 'efficient' else 0.0)
+      return dict(head=head, **{
+          f'{k}/{m}': value for k in ('implausibility', 'misalignment')
+          for m in heatmap_head_ablation.METRICS})
+
+    with mock.patch.object(heatmap_head_ablation, 'train_and_eval',
+                           fake_train):
+      rows = _run(heatmap_head_ablation.main, [
+          '--num_train', '3', '--num_test', '2', '--heatmap_size', '64',
+          '--heads', 'port,efficient', '--seeds', '7',
+          '--init_seeds', '0,1'])
+    self.assertEqual(calls, [('port', 0, 7, 3), ('efficient', 0, 7, 3),
+                             ('port', 1, 7, 3), ('efficient', 1, 7, 3)])
+    summary = rows[-1]
+    self.assertEqual(summary['benchmark'], 'heatmap_head_ablation_summary')
+    self.assertEqual(summary['runs_per_head'], 2)
+    cc = summary['stats']['efficient']['implausibility/cc']
+    # Means 0.55 (port) and 0.50 (efficient): CC 0.05 / 0.55 worse.
+    self.assertAlmostEqual(cc['gap'], 0.05 / 0.55, places=5)
+    self.assertEqual([r['init_seed'] for r in rows[:-1]], [0, 0, 1, 1])
 
   def test_run_all_sets_are_valid_commands(self):
     for name, cases in run_all.SETS.items():
