@@ -182,14 +182,18 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
   row['floor_ms_per_token'] = round(1e3 * streamed / (bandwidth * 1e9), 3)
   if args.draft_tokens:
     row.update(time_speculative(model, params, encoded, mask, data, args,
-                                greedy, steps))
+                                greedy, steps, options))
   row.update(common.machine_info())
   return row
 
 
 def time_speculative(model, params, encoded, mask, data, args,
-                     greedy: np.ndarray, tokens: int) -> dict:
-  """Times speculative decoding; checks it emits the greedy tokens."""
+                     greedy: np.ndarray, tokens: int,
+                     compiler_options: dict) -> dict:
+  """Times speculative decoding; checks it emits the greedy tokens.
+
+  Compiled with the greedy case's `compiler_options`.
+  """
   k, target_length = args.draft_tokens, greedy.shape[1]
   if args.draft == 'output':
     source = jnp.asarray(greedy)
@@ -203,7 +207,7 @@ def time_speculative(model, params, encoded, mask, data, args,
 
   compiled, compile_sec, _ = common.compile_ahead(
       decode, params, encoded, mask, source,
-      compiler_options=common.model_compiler_options(args))
+      compiler_options=compiler_options)
   seqs, calls = compiled(params, encoded, mask, source)
   if not np.array_equal(np.asarray(seqs), greedy):
     raise RuntimeError('speculative decoding emitted other tokens than '
