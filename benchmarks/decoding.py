@@ -72,7 +72,7 @@ COLUMNS = ('config', 'variant', 'batch', 'num_beams', 'dtype', 'ms_per_token',
            'step_ms_per_token', 'floor_ms_per_token', 'decoded_tokens',
            'cache_init_ms', 'compile_sec', 'encoded_length',
            'draft_tokens', 'draft', 'decoder_calls', 'draft_ms_per_token',
-           'peak_memory_gib')
+           'weight_major', 'step_kernels_ms', 'peak_memory_gib')
 
 
 def memory_bandwidth(mib: int = 256, repeats: int = 5) -> float:
@@ -90,7 +90,8 @@ def memory_bandwidth(mib: int = 256, repeats: int = 5) -> float:
 
 def streamed_bytes_per_step(params, config: rahf.RAHFConfig, rows: int,
                             examples: int, encoded_length: int,
-                            max_decode_length: int) -> int:
+                            max_decode_length: int,
+                            weight_major: bool = False) -> int:
   """Bytes one decoding step reads: used weights plus caches.
 
   Args:
@@ -100,6 +101,8 @@ def streamed_bytes_per_step(params, config: rahf.RAHFConfig, rows: int,
     examples: distinct encoder outputs (the batch; beams share theirs).
     encoded_length: encoder positions the decoder attends to.
     max_decode_length: self-attention cache length.
+    weight_major: the steps read `t5.step_kernels` copies, which hold the
+      decoder's kernels in the activation dtype.
   """
   t5 = config.t5
   act = jnp.dtype(t5.dtype).itemsize
@@ -110,7 +113,10 @@ def streamed_bytes_per_step(params, config: rahf.RAHFConfig, rows: int,
     # Cross-attention key / value kernels are used once, before the loop.
     if 'encoder_decoder_attention' in keys and keys[-2] in ('key', 'value'):
       continue
-    weights += leaf.size * leaf.dtype.itemsize
+    itemsize = leaf.dtype.itemsize
+    if weight_major and keys[-1] == 'kernel':
+      itemsize = act
+    weights += leaf.size * itemsize
   if t5.logits_via_embedding:
     weights += params['token_embedder']['embedding'].nbytes
   kv = t5.num_heads * t5.head_dim * 2 * t5.num_decoder_layers * act
@@ -141,33 +147,38 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
   encoded, mask = jax.block_until_ready(jax.jit(encode)(
       params, data['image'], data['encoder_input_tokens']))
 
+  options = common.model_compiler_options(args)
+  kernels, kernels_ms = step_kernels(model, params, args, options)
+
   # pylint: disable=protected-access
-  def decode(p, enc, m):
-    return model._decode(p, enc, m, target_length, beams)
+  def decode(p, enc, m, kernels):
+    return model._decode(p, enc, m, target_length, beams,
+                         step_kernels=kernels)
 
   def init_cache(p, enc, m):
     return model._init_decode_cache(p, enc, m, target_length)
   # pylint: enable=protected-access
 
-  options = common.model_compiler_options(args)
-  compiled, compile_sec, _ = common.compile_ahead(decode, params, encoded, mask,
-                                                  compiler_options=options)
-  times = common.time_calls(lambda: compiled(params, encoded, mask),
+  compiled, compile_sec, _ = common.compile_ahead(
+      decode, params, encoded, mask, kernels, compiler_options=options)
+  times = common.time_calls(lambda: compiled(params, encoded, mask, kernels),
                             args.steps, args.warmup)
-  greedy = np.asarray(compiled(params, encoded, mask))
+  greedy = np.asarray(compiled(params, encoded, mask, kernels))
   steps = full_inference.decoded_steps(greedy)
   init_compiled = common.compile_ahead(init_cache, params, encoded, mask,
                                        compiler_options=options)[0]
   init_times = common.time_calls(lambda: init_compiled(params, encoded, mask),
                                  args.steps, args.warmup)
   streamed = streamed_bytes_per_step(params, config, batch * beams, batch,
-                                     int(encoded.shape[1]), target_length)
+                                     int(encoded.shape[1]), target_length,
+                                     args.weight_major_steps)
   bandwidth = memory_bandwidth()
   row = dict(benchmark='decoding', config=name, variant=variant,
              batch=batch, num_beams=beams, dtype=args.dtype,
              max_decode_length=target_length,
              decoded_tokens=steps, encoded_length=int(encoded.shape[1]),
              compiler_options=options,
+             weight_major=args.weight_major_steps,
              init_sec=round(init_sec, 2), compile_sec=round(compile_sec, 2),
              matmul_peak_gflops=round(peak_gflops, 1))
   row.update(common.summarize(times, batch, None, peak_gflops))
@@ -175,6 +186,7 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
   row['ms_per_token'] = round(1e3 * row['sec_per_call'] / steps, 3)
   row['best_ms_per_token'] = round(1e3 * row['best_sec'] / steps, 3)
   row['cache_init_ms'] = round(init_ms, 2)
+  row['step_kernels_ms'] = kernels_ms
   row['step_ms_per_token'] = round(
       (1e3 * row['sec_per_call'] - init_ms) / steps, 3)
   row['streamed_mb_per_step'] = round(streamed / 1e6, 1)
@@ -182,14 +194,30 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
   row['floor_ms_per_token'] = round(1e3 * streamed / (bandwidth * 1e9), 3)
   if args.draft_tokens:
     row.update(time_speculative(model, params, encoded, mask, data, args,
-                                greedy, steps, options))
+                                greedy, steps, options, kernels))
   row.update(common.machine_info())
   return row
 
 
+def step_kernels(model, params, args, options):
+  """The decoder's `t5.step_kernels`, made by their own program.
+
+  Returns (kernels or None, median milliseconds to make them or None). A
+  caller decoding many batches with the same params makes them once.
+  """
+  if not args.weight_major_steps:
+    return None, None
+  make = common.compile_ahead(model.step_kernels, params,
+                              compiler_options=options)[0]
+  kernels = jax.block_until_ready(make(params))
+  ms = 1e3 * float(np.median(common.time_calls(lambda: make(params),
+                                               args.steps, args.warmup)))
+  return kernels, round(ms, 2)
+
+
 def time_speculative(model, params, encoded, mask, data, args,
                      greedy: np.ndarray, tokens: int,
-                     compiler_options: dict) -> dict:
+                     compiler_options: dict, kernels) -> dict:
   """Times speculative decoding; checks it emits the greedy tokens.
 
   Compiled with the greedy case's `compiler_options`.
@@ -201,18 +229,20 @@ def time_speculative(model, params, encoded, mask, data, args,
     source = model.keyword_prompt(data['encoder_input_tokens'])
 
   # pylint: disable-next=protected-access
-  def decode(p, enc, m, src):
+  def decode(p, enc, m, src, kernels):
     return model._decode(p, enc, m, target_length, 1, draft_tokens=k,
-                         draft_source=src, return_steps=True)
+                         draft_source=src, return_steps=True,
+                         step_kernels=kernels)
 
   compiled, compile_sec, _ = common.compile_ahead(
-      decode, params, encoded, mask, source,
+      decode, params, encoded, mask, source, kernels,
       compiler_options=compiler_options)
-  seqs, calls = compiled(params, encoded, mask, source)
+  seqs, calls = compiled(params, encoded, mask, source, kernels)
   if not np.array_equal(np.asarray(seqs), greedy):
     raise RuntimeError('speculative decoding emitted other tokens than '
                        'greedy decoding')
-  times = common.time_calls(lambda: compiled(params, encoded, mask, source),
+  times = common.time_calls(lambda: compiled(params, encoded, mask, source,
+                                             kernels),
                             args.steps, args.warmup)
   med = float(np.median(times))
   return dict(draft_tokens=k, draft=args.draft, decoder_calls=int(calls),
@@ -238,6 +268,12 @@ def main(argv=None) -> int:
   parser.add_argument('--draft_tokens', type=int, default=0,
                       help='K > 0: also time speculative greedy decoding '
                       'with K draft tokens per decoder call')
+  parser.add_argument('--weight_major_steps',
+                      action=argparse.BooleanOptionalAction, default=True,
+                      help='steps multiply transposed kernel copies '
+                      '(RAHFModel.step_kernels, made once by their own '
+                      'program); --no-weight_major_steps multiplies the '
+                      'params as stored')
   parser.add_argument('--draft', choices=('output', 'prompt'),
                       default='output',
                       help='draft source: the greedy output (all accepted) '

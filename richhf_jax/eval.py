@@ -278,12 +278,15 @@ class BatchPredictor:
     decoded_tokens, decoder_calls: running totals of the real examples'
       decoded tokens (EOS included) and of the decoder calls (with
       draft_tokens > 0), for a tokens-per-call figure.
+    weight_major_steps: decoding steps multiply transposed kernel copies
+      (`model.make_step_kernels`; None = on CPU).
   """
 
   def __init__(self, config: rahf.RAHFConfig, params: PyTree,
                batch_size: int, max_decode_length: int,
                heatmap_size: Optional[tuple[int, int]] = None,
-               draft_tokens: int = 0):
+               draft_tokens: int = 0,
+               weight_major_steps: Optional[bool] = None):
     if draft_tokens < 0:
       raise ValueError(f'draft_tokens={draft_tokens}; expected >= 0')
     self.config = config
@@ -295,6 +298,8 @@ class BatchPredictor:
     self.decoder_calls = 0
     self._params = params
     self._predict = _jitted_predict(config, max_decode_length, draft_tokens)
+    self._step_kernels = model_lib.make_step_kernels(
+        model_lib.RAHFModel(config), params, weight_major_steps)
 
   def __call__(self, image: np.ndarray,
                tokens: np.ndarray) -> dict[str, np.ndarray]:
@@ -317,7 +322,8 @@ class BatchPredictor:
       batch = {k: np.concatenate(
           [v, np.zeros((self.batch_size - n,) + v.shape[1:], v.dtype)])
                for k, v in batch.items()}
-    out = self._predict(self._params, batch)
+    out = self._predict(self._params, batch,
+                        step_kernels=self._step_kernels)
     for key in _HEATMAP_KEYS:
       out[key] = resize_heatmaps(out[key], self.heatmap_size)
     out = jax.device_get(out)

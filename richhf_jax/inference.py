@@ -404,6 +404,8 @@ class Predictor:
       augmented-prompt model.
     compiler_options: XLA compile options of the forward program
       (`compile_options.resolve`: None = the backend's defaults).
+    step_kernels: transposed decoder kernels the decoding steps multiply
+      (`RAHFModel.step_kernels`, made once here), or None.
   """
 
   def __init__(self, config: rahf.RAHFConfig, params: PyTree,
@@ -411,7 +413,8 @@ class Predictor:
                max_batch_size: int = 8, num_beams: int = 1,
                augmented_prompts: Optional[str] = None,
                draft_tokens: int = 0,
-               compiler_options: Optional[Mapping[str, Any]] = None):
+               compiler_options: Optional[Mapping[str, Any]] = None,
+               weight_major_steps: Optional[bool] = None):
     if draft_tokens < 0 or (draft_tokens and num_beams > 1):
       raise ValueError(f'draft_tokens={draft_tokens}: expected 0, or > 0 '
                        f'with greedy decoding (num_beams={num_beams})')
@@ -429,6 +432,8 @@ class Predictor:
     self.num_beams = num_beams
     self.draft_tokens = draft_tokens
     self.compiler_options = compile_options.resolve(compiler_options)
+    self.step_kernels = model_lib.make_step_kernels(
+        self.model, self.params, weight_major_steps)
     self._compiled: dict[int, Callable[..., Any]] = {}
 
   @classmethod
@@ -496,11 +501,11 @@ class Predictor:
   # The compiled forward pass.
   # --------------------------------------------------------------------------
 
-  def _forward(self, params, image, tokens):
+  def _forward(self, params, kernels, image, tokens):
     out = self.model.predict_batch(
         params, {'image': image, 'encoder_input_tokens': tokens},
         max_decode_length=self.max_decode_length, num_beams=self.num_beams,
-        draft_tokens=self.draft_tokens)
+        draft_tokens=self.draft_tokens, step_kernels=kernels)
     return {k: out[k] for k in ('implausibility_heatmap',
                                 'misalignment_heatmap', 'scores', 'decoded')}
 
@@ -512,7 +517,7 @@ class Predictor:
       if self.config.variant == 'augmented':
         tok_shape = (batch_size, self.config.num_tasks, self.tokenizer.length)
       self._compiled[batch_size] = jax.jit(self._forward).lower(
-          self.params,
+          self.params, self.step_kernels,
           jax.ShapeDtypeStruct((batch_size, s, s, 3), np.float32),
           jax.ShapeDtypeStruct(tok_shape, np.int32)).compile(
               compiler_options=self.compiler_options or None)
@@ -526,7 +531,8 @@ class Predictor:
       pad = size - n
       images = np.concatenate([images, np.repeat(images[:1], pad, 0)])
       tokens = np.concatenate([tokens, np.repeat(tokens[:1], pad, 0)])
-    out = jax.device_get(self.compiled(size)(self.params, images, tokens))
+    out = jax.device_get(self.compiled(size)(self.params, self.step_kernels,
+                                             images, tokens))
     return {k: np.asarray(v)[:n] for k, v in out.items()}
 
   # --------------------------------------------------------------------------

@@ -197,7 +197,9 @@ class RAHFModel:
                     max_decode_length: int,
                     num_beams: int = 1,
                     draft_tokens: int = 0,
-                    return_loss: bool = False) -> dict[str, Array]:
+                    return_loss: bool = False,
+                    step_kernels: PyTree | None = None
+                    ) -> dict[str, Array]:
     """Heatmaps, scores and decoded keyword tokens for a batch.
 
     The encoder runs once; its output feeds the heads and the cached decoder.
@@ -213,6 +215,8 @@ class RAHFModel:
       return_loss: also return the teacher-forced text loss `loss/text` (the
         batch must then carry decoder targets); it reuses the same encoder
         output.
+      step_kernels: `step_kernels(params)`, or None: decoding steps then
+        multiply the params as stored.
 
     Returns:
       dict with `implausibility_heatmap`, `misalignment_heatmap` [B, H, W],
@@ -231,7 +235,7 @@ class RAHFModel:
         params, kw_encoded, kw_mask, max_decode_length, num_beams,
         draft_tokens=draft_tokens,
         draft_source=self.keyword_prompt(batch['encoder_input_tokens']),
-        return_steps=bool(draft_tokens))
+        return_steps=bool(draft_tokens), step_kernels=step_kernels)
     if draft_tokens:
       out['decoded'], out['decoder_calls'] = decoded
     else:
@@ -244,6 +248,18 @@ class RAHFModel:
                                    batch['decoder_loss_weights'])
       out['loss/text'] = text_loss
     return out
+
+  def step_kernels(self, params: PyTree) -> PyTree:
+    """Transposed decoder kernels for faster decoding steps (CPU).
+
+    `t5.step_kernels` of the decoder, in its computation dtype. Passed to
+    `predict_batch` / `_decode` they make the steps multiply weight-major
+    (same results up to summation order). Make them once per params in a
+    program of their own (`jax.jit(model.step_kernels)(params)`) and pass
+    them in: made inside the decoding program, XLA may fold the transposes
+    away, and remaking them per call costs more than the steps save.
+    """
+    return t5.step_kernels(params['decoder'], self.config.t5.jnp_dtype)
 
   def keyword_prompt(self, tokens: Array) -> Array:
     """The keyword task's prompt tokens [B, L] (augmented: the last slot)."""
@@ -270,7 +286,9 @@ class RAHFModel:
               max_decode_length: int, num_beams: int, *,
               draft_tokens: int = 0,
               draft_source: Array | None = None,
-              return_steps: bool = False) -> Array | tuple[Array, Array]:
+              return_steps: bool = False,
+              step_kernels: PyTree | None = None
+              ) -> Array | tuple[Array, Array]:
     """Autoregressive decoding with the KV cache: [B, max_decode_length].
 
     The cache-initialising call projects the encoder output to every
@@ -281,6 +299,8 @@ class RAHFModel:
     each call verifies K tokens copied from draft_source [B, S], the prompt
     tokens, and the cache is K + 1 positions longer to hold a whole block.
     return_steps (draft_tokens > 0) also returns the number of decoder calls.
+    step_kernels (`step_kernels(params)`) makes the steps multiply
+    weight-major.
     """
     batch = encoded.shape[0]
     if draft_tokens < 0:
@@ -295,12 +315,15 @@ class RAHFModel:
                                         else 0)
     encoder_cache, cache = self._init_decode_cache(params, encoded, mask,
                                                    cache_length)
+    step_vars = {'params': params}
+    if step_kernels is not None:
+      step_vars[t5.STEP_KERNELS] = {'decoder': step_kernels}
 
     def tokens_to_logits(tokens, cache):
       # `encoded` only fixes shapes here: the steps read the cached keys and
       # values, so nothing is computed from it inside the loop.
       logits, new_vars = self.module.apply(
-          {'params': params,
+          {**step_vars,
            'cache': t5.merge_decode_cache(encoder_cache, cache)},
           encoded, mask, tokens, decode=True,
           max_decode_length=cache_length, method=rahf.RAHF.decode,
@@ -323,6 +346,22 @@ class RAHFModel:
         tokens_to_logits, cache, batch_size=batch,
         max_decode_len=max_decode_length, eos_id=EOS_ID)
     return seqs
+
+
+def make_step_kernels(model: RAHFModel, params: PyTree,
+                      weight_major_steps: bool | None = None
+                      ) -> PyTree | None:
+  """`model.step_kernels(params)` by their own program, or None.
+
+  weight_major_steps None = on the CPU backend only, where the weight-major
+  steps were measured faster (docs/performance.md, "Weight-major decoding
+  steps"); they hold a second copy of the decoder's kernels.
+  """
+  if weight_major_steps is None:
+    weight_major_steps = jax.default_backend() == 'cpu'
+  if not weight_major_steps:
+    return None
+  return jax.jit(model.step_kernels)(params)
 
 
 def decoded_lengths(tokens: np.ndarray, eos_id: int = EOS_ID) -> np.ndarray:

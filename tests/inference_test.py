@@ -190,6 +190,17 @@ class PredictorTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, 'draft_tokens=3.*num_beams=2'):
       inference.Predictor.load(self.export_dir, draft_tokens=3, num_beams=2)
 
+  def test_weight_major_steps(self):
+    # On CPU the decoding steps read transposed kernel copies by default;
+    # without them the keywords are the same.
+    self.assertIsNotNone(self.predictor.step_kernels)
+    plain = inference.Predictor.load(self.export_dir, max_batch_size=2,
+                                     weight_major_steps=False)
+    self.assertIsNone(plain.step_kernels)
+    preds = plain.predict(self.images[:2], self.prompts[:2])
+    self.assertEqual([p.marked_prompt for p in preds],
+                     [p.marked_prompt for p in self.preds[:2]])
+
   def test_compiler_options(self):
     # Compiled with the backend's inference options unless told otherwise;
     # the options change how XLA computes, not what.

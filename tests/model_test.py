@@ -138,6 +138,21 @@ class RAHFModelTest(absltest.TestCase):
         row[hits[0] + 1:] = 0
     np.testing.assert_array_equal(pred['decoded'], want)
 
+  def test_weight_major_steps_decode_the_same_tokens(self):
+    # Steps over transposed kernels against steps over the params as
+    # stored: same beams, same speculative tokens and calls.
+    kernels = jax.jit(self.model.step_kernels)(self.params)
+    for kwargs in (dict(num_beams=2), dict(draft_tokens=2)):
+      got, want = (jax.jit(functools.partial(
+          self.model.predict_batch, max_decode_length=5, **kwargs))(
+              self.params, self.batch, step_kernels=k)
+                   for k in (kernels, None))
+      np.testing.assert_array_equal(got['decoded'], want['decoded'],
+                                    err_msg=str(kwargs))
+      if 'draft_tokens' in kwargs:
+        self.assertEqual(int(got['decoder_calls']),
+                         int(want['decoder_calls']))
+
   def test_check_batch_names_bad_heatmap(self):
     b = dict(self.batch)
     b['misalignment_heatmap'] = np.zeros((2, 8, 8), np.float32)

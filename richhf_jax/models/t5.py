@@ -42,6 +42,15 @@ the index are overwritten before any query can see them), or make it a [B]
 vector to keep one position per sequence.
 (`split_decode_cache` separates the constant encoder part from the part the
 steps update.)
+
+Decoding steps multiply a few rows (batch x tokens) by every weight. On CPU
+the product `x @ W` with few rows is slow (XLA:CPU's small-M kernels read
+the weights several times), while `W^T @ x^T`, the weight as the left
+operand, runs at the speed of one pass over the weight. So the steps may
+read their dense kernels from a `STEP_KERNELS` collection of transposed
+copies, made once per decoding run by `step_kernels`; given that
+collection, `DenseGeneral` and the tied logits compute weight-major
+products. The results are the same products (up to summation order).
 """
 
 import functools
@@ -60,6 +69,10 @@ from richhf_jax.models import config as config_lib
 # Cache variables of cross-attention layers: written once by the
 # cache-initialising call and only read by decoding steps.
 ENCODED_CACHE_NAMES = ('encoded_key', 'encoded_value')
+
+# Collection of the transposed dense kernels decoding steps read (see the
+# module docstring and `step_kernels`).
+STEP_KERNELS = 'step_kernels'
 
 Array = jax.Array
 Initializer = Callable[..., Array]
@@ -86,6 +99,25 @@ def _activation(name: str) -> Callable[[Array], Array]:
 def _canonical_axes(axes: int | Sequence[int], ndim: int) -> tuple[int, ...]:
   axes = (axes,) if isinstance(axes, int) else tuple(axes)
   return tuple(a % ndim for a in axes)
+
+
+def weight_major_dot(x: Array, weight_t: Array, dtype: Any) -> Array:
+  """x [..., K] times a transposed weight [N, K] -> [..., N].
+
+  Computed as weight_t @ x^T ([N, M], M = rows of x) and transposed back.
+  The optimization barrier keeps XLA from folding that transpose into the
+  product, which would turn it back into x @ W.
+  """
+  k = x.shape[-1]
+  if weight_t.ndim != 2 or weight_t.shape[1] != k:
+    raise ValueError(f'weight_major_dot: transposed weight {weight_t.shape} '
+                     f'does not contract input features {k} (expected '
+                     f'[N, {k}])')
+  rows = jnp.reshape(x, (-1, k)).astype(dtype)
+  y = lax.dot_general(weight_t.astype(dtype), rows,
+                      (((1,), (1,)), ((), ())))  # [N, M]
+  y = lax.optimization_barrier(y)
+  return jnp.reshape(y.T, x.shape[:-1] + (weight_t.shape[0],))
 
 
 class DenseGeneral(nn.Module):
@@ -115,6 +147,17 @@ class DenseGeneral(nn.Module):
         'kernel', nn.with_logical_partitioning(self.kernel_init,
                                                self.kernel_axes),
         (int(np.prod(in_shape)), int(np.prod(features))), jnp.float32)
+    if self.has_variable(STEP_KERNELS, 'kernel'):
+      kernel_t = self.get_variable(STEP_KERNELS, 'kernel')
+      if (kernel_t.shape != kernel.shape[::-1]
+          or axes != tuple(range(x.ndim - len(axes), x.ndim))):
+        raise ValueError(
+            f'{self.name}: step kernel {kernel_t.shape} is not the transposed '
+            f'kernel {kernel.shape[::-1]}, or the contracted axes {axes} of '
+            f'input {x.shape} are not its trailing ones')
+      flat = jnp.reshape(x, x.shape[:x.ndim - len(axes)] + (-1,))
+      y = weight_major_dot(flat, kernel_t, self.dtype)
+      return jnp.reshape(y, y.shape[:-1] + features)
     kernel = jnp.reshape(kernel, in_shape + features).astype(self.dtype)
     contract = (axes, tuple(range(len(axes))))
     return lax.dot_general(x.astype(self.dtype), kernel, (contract, ((), ())))
@@ -146,9 +189,15 @@ class Embed(nn.Module):
       raise ValueError(f'Embed expects integer ids, got dtype {inputs.dtype}')
     return jnp.take(self.embedding, inputs, axis=0).astype(self.dtype)
 
-  def attend(self, query: Array) -> Array:
-    """Dot product with every embedding: [..., features] -> [..., vocab]."""
+  def attend(self, query: Array, weight_major: bool = False) -> Array:
+    """Dot product with every embedding: [..., features] -> [..., vocab].
+
+    weight_major computes table @ query^T (`weight_major_dot`): faster for
+    the few rows of a decoding step.
+    """
     dtype = jnp.dtype(self.dtype)
+    if weight_major:
+      return weight_major_dot(query, self.embedding, dtype)
     # Contracts the table's feature axis in place: a transposed [features,
     # vocab] copy of the table would be rebuilt at every decoding step.
     contract = ((query.ndim - 1,), (1,))
@@ -463,6 +512,35 @@ def split_decode_cache(cache: Any) -> tuple[dict, dict]:
           traverse_util.unflatten_dict(step))
 
 
+def step_kernels(decoder_params: Any, dtype: Any = jnp.float32) -> dict:
+  """The `STEP_KERNELS` collection for a decoder's params: [..., N, K].
+
+  Every dense kernel a decoding step reads (self-attention, the
+  cross-attention query and output, the MLP, untied logits), transposed in
+  its last two axes (scanned stacks keep the leading layer axis) and cast to
+  `dtype`, under the same paths. The cross-attention key and value kernels
+  are left out: only the cache-initialising call, which does not use this
+  collection, reads them.
+
+  Args:
+    decoder_params: the decoder's params (the 'decoder' subtree).
+    dtype: the decoder's computation dtype.
+
+  Returns:
+    a nested dict with the same paths as the kernels it holds.
+  """
+  flat = traverse_util.flatten_dict(dict(nn.meta.unbox(decoder_params)))
+  out = {}
+  for path, value in flat.items():
+    if path[-1] != 'kernel':
+      continue
+    if ('encoder_decoder_attention' in path
+        and path[-2] in ('key', 'value')):
+      continue
+    out[path] = jnp.swapaxes(jnp.asarray(value), -1, -2).astype(dtype)
+  return traverse_util.unflatten_dict(out)
+
+
 def merge_decode_cache(encoder: Any, step: Any) -> dict:
   """Inverse of `split_decode_cache`: the whole 'cache' collection."""
   flat = traverse_util.flatten_dict(dict(encoder))
@@ -691,7 +769,7 @@ class T5Decoder(nn.Module):
     y = self.shared_embedding(decoder_input_tokens.astype(jnp.int32))
     y = _dropout(cfg, y, deterministic).astype(cfg.jnp_dtype)  # [B, T, D]
     layer = _stack(cfg, DecoderLayer, cfg.num_decoder_layers, 6, (6, 7),
-                   {'params': 0, 'cache': 0})
+                   {'params': 0, 'cache': 0, STEP_KERNELS: 0})
     args = (encoded.astype(cfg.jnp_dtype), bias, decoder_mask, enc_dec_mask,
             deterministic, decode)
     if cfg.scan:
@@ -704,7 +782,9 @@ class T5Decoder(nn.Module):
     y = _dropout(cfg, y, deterministic)
     if cfg.logits_via_embedding:
       # T5.1.0 ties the output layer and rescales by 1/sqrt(d_model).
-      logits = self.shared_embedding.attend(y).astype(jnp.float32)
+      logits = self.shared_embedding.attend(
+          y, weight_major=decode and STEP_KERNELS in self.variables
+      ).astype(jnp.float32)
       logits = logits / np.sqrt(y.shape[-1]).astype(np.float32)
     else:
       logits = DenseGeneral(cfg.vocab_size, ('embed', 'vocab'),

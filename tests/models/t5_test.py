@@ -372,5 +372,95 @@ class CachedCrossAttentionTest(parameterized.TestCase):
     jax.tree.map(np.testing.assert_array_equal, merged, cache)
 
 
+class StepKernelsTest(parameterized.TestCase):
+  """Decoding steps over transposed kernels (`t5.STEP_KERNELS`)."""
+
+  @parameterized.named_parameters(('plain', False), ('scan', True))
+  def test_step_kernels_are_the_transposed_kernels_steps_read(self, scan):
+    cfg = _tiny(scan=scan)
+    _, params = _model_and_params(cfg)
+    kernels = _flat(t5.step_kernels(params['decoder']))
+    want = {k: v for k, v in _flat(params['decoder']).items()
+            if k.endswith('/kernel')
+            and not k.endswith(('encoder_decoder_attention/key/kernel',
+                                'encoder_decoder_attention/value/kernel'))}
+    self.assertEqual(sorted(kernels), sorted(want))
+    self.assertTrue(any('encoder_decoder_attention/query' in k
+                        for k in kernels))
+    for k, v in want.items():
+      np.testing.assert_array_equal(kernels[k], np.swapaxes(v, -1, -2),
+                                    err_msg=k)
+
+  def _decode_steps(self, cfg, params, kernels, blocks):
+    """Logits of cached decoding over token blocks [B, t_i], concatenated."""
+    model = t5.T5Transformer(cfg)
+    enc = _tokens(5, (_B, _LE)).at[1, -1:].set(0)
+    encoded = model.apply({'params': params}, enc, method='encode')
+    _, cache = model.apply({'params': params}, encoded, enc,
+                           jnp.zeros((_B, _LD), jnp.int32), decode=True,
+                           max_decode_length=_LD, method='decode',
+                           mutable=['cache'])
+    cache = cache['cache']
+    variables = {'params': params}
+    if kernels is not None:
+      variables[t5.STEP_KERNELS] = {'decoder': kernels}
+    out = []
+    for tokens in blocks:
+      logits, new = jax.jit(lambda v, c, t: model.apply(
+          {**v, 'cache': c}, encoded, enc, t, decode=True,
+          max_decode_length=_LD, method='decode', mutable=['cache']))(
+              variables, cache, tokens)
+      cache = new['cache']
+      out.append(logits)
+    full = model.apply({'params': params}, enc,
+                       jnp.concatenate(blocks, axis=1))
+    return jnp.concatenate(out, axis=1), full
+
+  @parameterized.named_parameters(
+      ('plain_untied', False, False), ('scan_untied', True, False),
+      ('plain_tied', False, True))
+  def test_weight_major_steps_match_the_full_forward(self, scan, tied):
+    cfg = _tiny(scan=scan, logits_via_embedding=tied)
+    _, params = _model_and_params(cfg)
+    dec = _tokens(6, (_B, _LD)).at[:, 0].set(0)
+    # One token, then a block of three (a speculative call), then one.
+    blocks = [dec[:, :1], dec[:, 1:4], dec[:, 4:]]
+    steps, full = self._decode_steps(cfg, params,
+                                     t5.step_kernels(params['decoder']),
+                                     blocks)
+    np.testing.assert_allclose(steps, full, atol=1e-5)
+
+  def test_steps_read_the_step_kernels(self):
+    # Zeroing the transposed MLP output kernel of layer 0 changes the
+    # logits: the steps multiply by the collection, not by the params.
+    cfg = _tiny()
+    _, params = _model_and_params(cfg)
+    kernels = t5.step_kernels(params['decoder'])
+    kernels['layers_0']['mlp']['wo']['kernel'] *= 0.0
+    dec = _tokens(6, (_B, _LD)).at[:, 0].set(0)
+    steps, full = self._decode_steps(cfg, params, kernels, [dec])
+    self.assertGreater(float(jnp.max(jnp.abs(steps - full))), 1e-3)
+
+  def test_untransposed_step_kernel_is_rejected(self):
+    cfg = _tiny()
+    _, params = _model_and_params(cfg)
+    kernels = t5.step_kernels(params['decoder'])
+    wi = params['decoder']['layers_0']['mlp']
+    name = sorted(k for k in wi if k.startswith('wi'))[0]
+    kernels['layers_0']['mlp'][name]['kernel'] = wi[name]['kernel']
+    dec = _tokens(6, (_B, _LD)).at[:, 0].set(0)
+    with self.assertRaisesRegex(ValueError,
+                                f'{name}: step kernel .* transposed'):
+      self._decode_steps(cfg, params, kernels, [dec])
+
+  def test_weight_major_dot(self):
+    x = jnp.asarray(np.random.RandomState(0).randn(2, 3, 4), jnp.float32)
+    w = jnp.asarray(np.random.RandomState(1).randn(4, 5), jnp.float32)
+    np.testing.assert_allclose(t5.weight_major_dot(x, w.T, jnp.float32),
+                               x @ w, rtol=1e-5, atol=1e-5)
+    with self.assertRaisesRegex(ValueError, r'\[N, 4\]'):
+      t5.weight_major_dot(x, w, jnp.float32)
+
+
 if __name__ == '__main__':
   absltest.main()
