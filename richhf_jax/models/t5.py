@@ -29,10 +29,11 @@ Dtype policy: params float32; activations in `config.dtype`; layer norm,
 softmax and logits in float32.
 
 Fast decoding keeps a static-shape KV cache in the 'cache' collection: per
-self-attention layer `cached_key`, `cached_value` [B, L, heads, head_dim] and
-`cache_index` (as in T5X), and per cross-attention layer the encoder
-positions' keys and values, `encoded_key`, `encoded_value` [B, heads, Lenc,
-head_dim], projected once. Initialise it by calling the decoder with
+self-attention layer `cached_key`, `cached_value` [B, heads, head_dim, L]
+(the layout the steps' products read, so no step transposes the cache)
+and `cache_index` (as in T5X), and per cross-attention layer the encoder
+positions' keys `encoded_key` [B, heads, Lenc, head_dim] and values
+`encoded_value` [B, heads, head_dim, Lenc], projected once. Initialise it by calling the decoder with
 `decode=True`, the real encoder output and [B, max_decode_length] tokens and
 `mutable=['cache']`; then each call with `decode=True` processes the next
 T tokens (one per step, or a block of draft tokens to verify; beam search:
@@ -348,14 +349,17 @@ class MultiHeadDotProductAttention(nn.Module):
                                        value_proj, mask, deterministic)
     else:
       key, value = key_proj(inputs_kv), value_proj(inputs_kv)
+      # Keys and values [B, k, H, d]; a decoding step's come from the
+      # cache, [B, H, d, k].
+      kv_spec = 'bkhd'
       if decode:
-        query, key, value, mask, bias = self._use_cache(query, key, value,
-                                                        mask, bias)
+        query, key, value, mask, bias, kv_spec = self._use_cache(
+            query, key, value, mask, bias)
       if cfg.float32_attention_logits:
         query, key = query.astype(jnp.float32), key.astype(jnp.float32)
-      logits = jnp.einsum('bqhd,bkhd->bhqk', query, key)
+      logits = jnp.einsum(f'bqhd,{kv_spec}->bhqk', query, key)
       weights = self._weights(logits, mask, bias, deterministic)
-      x = jnp.einsum('bhqk,bkhd->bqhd', weights.astype(dtype), value)
+      x = jnp.einsum(f'bhqk,{kv_spec}->bqhd', weights.astype(dtype), value)
     return DenseGeneral(
         features=inputs_q.shape[-1], axis=(-2, -1), dtype=dtype,
         kernel_axes=('joined_kv', 'embed'), kernel_init=_ATTENTION_INIT,
@@ -381,8 +385,10 @@ class MultiHeadDotProductAttention(nn.Module):
     """Cross-attention of decode steps over cached encoder keys / values.
 
     The first (cache-initialising) call projects `inputs_kv` and stores the
-    keys and values as `encoded_key` / `encoded_value` [B, H, Lenc, d]: the
-    layout the per-step products read without a transposed copy. Later calls
+    keys as `encoded_key` [B, H, Lenc, d] and the values as `encoded_value`
+    [B, H, d, Lenc]: layouts the per-step products read without a transposed
+    copy. With the `STEP_KERNELS` collection both products are computed
+    weight-major, the cache as the left operand. Later calls
     never project the encoder output again. Their queries may hold G rows
     per cached example (beam search: [B * G, 1, H, d], the beams of an
     example adjacent); the G beams then share the example's keys as G query
@@ -408,13 +414,14 @@ class MultiHeadDotProductAttention(nn.Module):
     dtype = cfg.jnp_dtype
     initialized = self.has_variable('cache', 'encoded_key')
 
-    def project(module):
-      # [B, Lenc, H, d] -> [B, H, Lenc, d], once.
-      return jnp.swapaxes(module(inputs_kv), 1, 2)
+    def project(module, axes):
+      # [B, Lenc, H, d] -> the cache layout, once.
+      return jnp.transpose(module(inputs_kv), axes)
 
-    encoded_key = self.variable('cache', 'encoded_key', project, key_proj)
+    encoded_key = self.variable('cache', 'encoded_key', project, key_proj,
+                                (0, 2, 1, 3))  # [B, H, Lenc, d]
     encoded_value = self.variable('cache', 'encoded_value', project,
-                                  value_proj)
+                                  value_proj, (0, 2, 3, 1))  # [B, H, d, Lenc]
     key, value = encoded_key.value, encoded_value.value
     b, h, length, d = key.shape
     n, q = query.shape[:2]
@@ -434,41 +441,58 @@ class MultiHeadDotProductAttention(nn.Module):
       mask = jnp.reshape(jnp.swapaxes(mask, 1, 2), (b, 1, -1, length))
     if cfg.float32_attention_logits:
       query, key = query.astype(jnp.float32), key.astype(jnp.float32)
-    logits = jnp.einsum('bhqd,bhkd->bhqk', query, key)
-    weights = self._weights(logits, mask, None, deterministic)
-    x = jnp.einsum('bhqk,bhkd->bhqd', weights.astype(dtype), value)
+    weight_major = STEP_KERNELS in self.variables
+    if weight_major:
+      logits = jnp.swapaxes(lax.optimization_barrier(
+          jnp.einsum('bhkd,bhqd->bhkq', key, query)), 2, 3)
+    else:
+      logits = jnp.einsum('bhqd,bhkd->bhqk', query, key)
+    weights = self._weights(logits, mask, None, deterministic).astype(dtype)
+    if weight_major:
+      x = jnp.swapaxes(lax.optimization_barrier(
+          jnp.einsum('bhdk,bhqk->bhdq', value, weights)), 2, 3)
+    else:
+      x = jnp.einsum('bhqk,bhdk->bhqd', weights, value)
     return jnp.reshape(jnp.swapaxes(x, 1, 2), (n, q, h, d))
 
   def _use_cache(self, query, key, value, mask, bias):
-    """Creates the cache (first call) or writes one step into it."""
+    """Creates the cache (first call) or writes one step into it.
+
+    Returns query, keys, values, mask, bias and the keys' / values' einsum
+    spec: 'bkhd' as given (initialising call), 'bhdk' from the cache.
+    """
     initialized = self.has_variable('cache', 'cached_key')
-    cached_key = self.variable('cache', 'cached_key', jnp.zeros, key.shape,
-                               key.dtype)
+    b, length, h, d = key.shape
+    cached_key = self.variable('cache', 'cached_key', jnp.zeros,
+                               (b, h, d, length), key.dtype)
     cached_value = self.variable('cache', 'cached_value', jnp.zeros,
-                                 value.shape, value.dtype)
+                                 (b, h, d, length), value.dtype)
     cache_index = self.variable('cache', 'cache_index',
                                 lambda: jnp.array(0, jnp.int32))
     if not initialized:
       # The initialising call only shapes the cache; its output is unused.
-      return query, key, value, mask, bias
-    b, length, h, d = cached_key.value.shape
+      return query, key, value, mask, bias, 'bkhd'
+    b, h, d, length = cached_key.value.shape
     q = query.shape[1]
     if key.shape != (b, q, h, d) or q > length:
       raise ValueError(
           f'decode step key shape {key.shape} does not match the cache '
-          f'{cached_key.value.shape}')
+          f'{cached_key.value.shape} ([B, heads, head_dim, length])')
+    # [B, q, H, d] -> [B, H, d, q], written at the cache index.
+    key = jnp.transpose(key, (0, 2, 3, 1))
+    value = jnp.transpose(value, (0, 2, 3, 1))
     # The caller keeps idx + q <= length (dynamic slices would clamp).
     # idx is a scalar, or [B]: one position per sequence.
     idx = cache_index.value
     if idx.ndim:
       def write(cache, new, i):
-        return lax.dynamic_update_slice(cache, new, (i, 0, 0))
+        return lax.dynamic_update_slice(cache, new, (0, 0, i))
       key = jax.vmap(write)(cached_key.value, key, idx)
       value = jax.vmap(write)(cached_value.value, value, idx)
     else:
-      key = lax.dynamic_update_slice(cached_key.value, key, (0, idx, 0, 0))
+      key = lax.dynamic_update_slice(cached_key.value, key, (0, 0, 0, idx))
       value = lax.dynamic_update_slice(cached_value.value, value,
-                                       (0, idx, 0, 0))
+                                       (0, 0, 0, idx))
     cached_key.value, cached_value.value = key, value
     cache_index.value = idx + q
     # Causality during decoding: query i (at position idx + i) sees the
@@ -486,7 +510,7 @@ class MultiHeadDotProductAttention(nn.Module):
             bias[0], i, q, axis=-2))(idx)  # [B,H,q,L]
       else:
         bias = lax.dynamic_slice_in_dim(bias, idx, q, axis=-2)  # [1,H,q,L]
-    return query, key, value, mask, bias
+    return query, key, value, mask, bias, 'bhdk'
 
 
 def split_decode_cache(cache: Any) -> tuple[dict, dict]:

@@ -300,13 +300,17 @@ class CachedCrossAttentionTest(parameterized.TestCase):
       # The self-attention cache keeps its T5X names.
       self.assertEqual(set(layer['self_attention']),
                        {'cached_key', 'cached_value', 'cache_index'})
+      # In T5X's layout, [B, heads, head_dim, length].
+      for name in ('cached_key', 'cached_value'):
+        self.assertEqual(layer['self_attention'][name].shape, (_B, h, d, _LD))
       cross = layer['encoder_decoder_attention']
       self.assertEqual(set(cross), set(t5.ENCODED_CACHE_NAMES))
       kernels = params['decoder'][f'layers_{i}']['encoder_decoder_attention']
       for name, proj in (('encoded_key', 'key'), ('encoded_value', 'value')):
         want = np.einsum('bld,dk->blk', encoded, kernels[proj]['kernel'])
-        want = want.reshape(_B, _LE, h, d).transpose(0, 2, 1, 3)
-        self.assertEqual(cross[name].shape, (_B, h, _LE, d))
+        want = want.reshape(_B, _LE, h, d)
+        # Keys [B, H, Lenc, d], values [B, H, d, Lenc].
+        want = want.transpose((0, 2, 1, 3) if proj == 'key' else (0, 2, 3, 1))
         np.testing.assert_allclose(cross[name], want, atol=1e-5)
 
   @parameterized.named_parameters(('plain', False), ('scan', True))
