@@ -30,6 +30,11 @@ embedding for the logits) and the caches are read once per step.
 machine's read bandwidth (a jitted sum over a 256 MiB array, best of 5) and
 `floor_ms_per_token` their ratio.
 
+By default the steps multiply weight-major (`RAHFModel.step_kernels`,
+made once by their own program before timing; `step_kernels_ms` is what
+that takes, not part of ms/token, as a `Predictor` makes them once per
+params); --no-weight_major_steps times steps over the params as stored.
+
 With --draft_tokens K the case also times speculative greedy decoding
 (`decoding.speculative_greedy_decode`: each decoder call verifies K draft
 tokens), checks that it emits the same tokens, and reports decoder calls,
@@ -43,7 +48,7 @@ model's tokens per call come from `richhf_jax.eval` (its log line
 
   python benchmarks/decoding.py --config paper --batch 1 [--steps 3]
       [--target_length 64] [--dtype float32] [--num_beams 1]
-      [--draft_tokens 7 --draft output]
+      [--draft_tokens 7 --draft output] [--no-weight_major_steps]
 
 See `benchmarks/common.py` for the configurations and the reported fields.
 """

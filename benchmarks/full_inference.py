@@ -14,8 +14,9 @@
 """Full inference throughput: heatmaps, scores and decoded keywords.
 
 One jitted `RAHFModel.predict_batch` call (encoder once, heads, greedy
-decoding with the KV cache for --target_length tokens at most) on random
-parameters. XLA's cost analysis counts a while loop's body once, so the
+decoding with the KV cache for --target_length tokens at most; on CPU the
+steps read `RAHFModel.step_kernels`, made once beforehand as `Predictor`
+does) on random parameters. XLA's cost analysis counts a while loop's body once, so the
 FLOPs reported here undercount the decoding steps (they are small next to
 the encoder and heads).
 
@@ -66,21 +67,27 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
   data = common.fake_batch(config, batch, input_length, target_length)
   data = {k: data[k] for k in ('image', 'encoder_input_tokens')}
 
-  def predict(p, b):
-    return model.predict_batch(p, b, max_decode_length=target_length)
+  # As `Predictor` does: transposed decoder kernels for the decoding steps
+  # (on CPU), made once per params, outside the timed calls.
+  kernels = model_lib.make_step_kernels(model, params)
+
+  def predict(p, b, k):
+    return model.predict_batch(p, b, max_decode_length=target_length,
+                               step_kernels=k)
 
   options = common.model_compiler_options(args)
   compiled, compile_sec, flops = common.compile_ahead(
-      predict, params, data, compiler_options=options)
-  times = common.time_calls(lambda: compiled(params, data), args.steps,
-                            args.warmup)
-  decoded = np.asarray(compiled(params, data)['decoded'])
+      predict, params, data, kernels, compiler_options=options)
+  times = common.time_calls(lambda: compiled(params, data, kernels),
+                            args.steps, args.warmup)
+  decoded = np.asarray(compiled(params, data, kernels)['decoded'])
   row = dict(benchmark='full_inference', config=name, variant=variant,
              batch=batch, dtype=args.dtype,
              heatmap_head=args.heatmap_head if name != 'tiny' else 'tiny',
              input_length=input_length, max_decode_length=target_length,
              decoded_tokens=decoded_steps(decoded),
              heatmap_size=list(config.heatmap_size), compiler_options=options,
+             weight_major_steps=kernels is not None,
              init_sec=round(init_sec, 2), compile_sec=round(compile_sec, 2),
              matmul_peak_gflops=round(peak_gflops, 1))
   row.update(common.summarize(times, batch, flops,

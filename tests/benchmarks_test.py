@@ -138,6 +138,7 @@ class ModelBenchmarksTest(absltest.TestCase):
     self._check_common(row, 'full_inference')
     self.assertEqual(row['compiler_options'], {})
     self.assertBetween(row['decoded_tokens'], 1, row['max_decode_length'])
+    self.assertTrue(row['weight_major_steps'])  # As Predictor on CPU.
 
   def test_decoding(self):
     (row,) = _run(decoding.main, TINY)
@@ -146,6 +147,13 @@ class ModelBenchmarksTest(absltest.TestCase):
     self.assertAlmostEqual(
         row['ms_per_token'],
         1e3 * row['sec_per_call'] / row['decoded_tokens'], delta=1e-2)
+    self.assertTrue(row['weight_major'])
+    self.assertGreater(row['step_kernels_ms'], 0)
+    # The same tokens over the params as stored; no step kernels made.
+    (plain,) = _run(decoding.main, TINY + ['--no-weight_major_steps'])
+    self.assertFalse(plain['weight_major'])
+    self.assertIsNone(plain['step_kernels_ms'])
+    self.assertEqual(plain['decoded_tokens'], row['decoded_tokens'])
 
   def test_decoding_speculative_brackets(self):
     # Drafting from the greedy output accepts every draft: 8 tokens in
