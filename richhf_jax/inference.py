@@ -405,7 +405,7 @@ class Predictor:
     compiler_options: XLA compile options of the forward program
       (`compile_options.resolve`: None = the backend's defaults).
     step_kernels: transposed decoder kernels the decoding steps multiply
-      (`RAHFModel.step_kernels`, made once here), or None.
+      (`RAHFModel.step_kernels`, made once, at first use), or None.
   """
 
   def __init__(self, config: rahf.RAHFConfig, params: PyTree,
@@ -432,8 +432,8 @@ class Predictor:
     self.num_beams = num_beams
     self.draft_tokens = draft_tokens
     self.compiler_options = compile_options.resolve(compiler_options)
-    self.step_kernels = model_lib.make_step_kernels(
-        self.model, self.params, weight_major_steps)
+    self._weight_major_steps = weight_major_steps
+    self._step_kernels = None
     self._compiled: dict[int, Callable[..., Any]] = {}
 
   @classmethod
@@ -500,6 +500,15 @@ class Predictor:
   # --------------------------------------------------------------------------
   # The compiled forward pass.
   # --------------------------------------------------------------------------
+
+  @property
+  def step_kernels(self) -> Optional[PyTree]:
+    if self._step_kernels is None and self._weight_major_steps is not False:
+      self._step_kernels = model_lib.make_step_kernels(
+          self.model, self.params, self._weight_major_steps)
+      if self._step_kernels is None:  # Not on this backend.
+        self._weight_major_steps = False
+    return self._step_kernels
 
   def _forward(self, params, kernels, image, tokens):
     out = self.model.predict_batch(

@@ -259,6 +259,9 @@ class RAHFModel:
     them in: made inside the decoding program, XLA may fold the transposes
     away, and remaking them per call costs more than the steps save.
     """
+    if 'decoder' not in params:
+      raise ValueError('step_kernels needs the model params (a "decoder" '
+                       f'subtree); got keys {sorted(params)}')
     return t5.step_kernels(params['decoder'], self.config.t5.jnp_dtype)
 
   def keyword_prompt(self, tokens: Array) -> Array:

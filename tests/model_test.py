@@ -152,6 +152,8 @@ class RAHFModelTest(absltest.TestCase):
       if 'draft_tokens' in kwargs:
         self.assertEqual(int(got['decoder_calls']),
                          int(want['decoder_calls']))
+    with self.assertRaisesRegex(ValueError, 'needs the model params'):
+      self.model.step_kernels({'vit': {}})
 
   def test_check_batch_names_bad_heatmap(self):
     b = dict(self.batch)
