@@ -16,9 +16,9 @@
 One jitted `RAHFModel.predict_batch` call (encoder once, heads, greedy
 decoding with the KV cache for --target_length tokens at most; on CPU the
 steps read `RAHFModel.step_kernels`, made once beforehand as `Predictor`
-does) on random parameters. XLA's cost analysis counts a while loop's body once, so the
-FLOPs reported here undercount the decoding steps (they are small next to
-the encoder and heads).
+does) on random parameters. XLA's cost analysis counts a while loop's
+body once, so the FLOPs reported here undercount the decoding steps (they
+are small next to the encoder and heads).
 
   python benchmarks/full_inference.py --config small --batch 1,2 \
       [--variant multihead,augmented] [--steps 3] [--dtype float32]

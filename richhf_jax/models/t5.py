@@ -33,9 +33,10 @@ self-attention layer `cached_key`, `cached_value` [B, heads, head_dim, L]
 (the layout the steps' products read, so no step transposes the cache)
 and `cache_index` (as in T5X), and per cross-attention layer the encoder
 positions' keys `encoded_key` [B, heads, Lenc, head_dim] and values
-`encoded_value` [B, heads, head_dim, Lenc], projected once. Initialise it by calling the decoder with
-`decode=True`, the real encoder output and [B, max_decode_length] tokens and
-`mutable=['cache']`; then each call with `decode=True` processes the next
+`encoded_value` [B, heads, head_dim, Lenc], projected once. Initialise it
+by calling the decoder with `decode=True`, the real encoder output,
+[B, max_decode_length] tokens and `mutable=['cache']`; then each call with
+`decode=True` processes the next
 T tokens (one per step, or a block of draft tokens to verify; beam search:
 one), writing their keys and values at the cache index and advancing it by
 T. A caller may move `cache_index` back to drop rejected tokens (slots past
@@ -49,9 +50,10 @@ the product `x @ W` with few rows is slow (XLA:CPU's small-M kernels read
 the weights several times), while `W^T @ x^T`, the weight as the left
 operand, runs at the speed of one pass over the weight. So the steps may
 read their dense kernels from a `STEP_KERNELS` collection of transposed
-copies, made once per decoding run by `step_kernels`; given that
-collection, `DenseGeneral` and the tied logits compute weight-major
-products. The results are the same products (up to summation order).
+copies, made once per params by `step_kernels`; given that collection,
+`DenseGeneral`, the tied logits and the cached cross-attention compute
+weight-major products. The results are the same products (up to summation
+order).
 """
 
 import functools
