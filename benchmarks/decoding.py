@@ -77,7 +77,7 @@ COLUMNS = ('config', 'variant', 'batch', 'num_beams', 'dtype', 'ms_per_token',
            'step_ms_per_token', 'floor_ms_per_token', 'decoded_tokens',
            'cache_init_ms', 'compile_sec', 'encoded_length',
            'draft_tokens', 'draft', 'decoder_calls', 'draft_ms_per_token',
-           'weight_major', 'step_kernels_ms', 'peak_memory_gib')
+           'weight_major_steps', 'step_kernels_ms', 'peak_memory_gib')
 
 
 def memory_bandwidth(mib: int = 256, repeats: int = 5) -> float:
@@ -183,7 +183,7 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
              max_decode_length=target_length,
              decoded_tokens=steps, encoded_length=int(encoded.shape[1]),
              compiler_options=options,
-             weight_major=args.weight_major_steps,
+             weight_major_steps=args.weight_major_steps,
              init_sec=round(init_sec, 2), compile_sec=round(compile_sec, 2),
              matmul_peak_gflops=round(peak_gflops, 1))
   row.update(common.summarize(times, batch, None, peak_gflops))

@@ -147,11 +147,11 @@ class ModelBenchmarksTest(absltest.TestCase):
     self.assertAlmostEqual(
         row['ms_per_token'],
         1e3 * row['sec_per_call'] / row['decoded_tokens'], delta=1e-2)
-    self.assertTrue(row['weight_major'])
+    self.assertTrue(row['weight_major_steps'])
     self.assertGreater(row['step_kernels_ms'], 0)
     # The same tokens over the params as stored; no step kernels made.
     (plain,) = _run(decoding.main, TINY + ['--no-weight_major_steps'])
-    self.assertFalse(plain['weight_major'])
+    self.assertFalse(plain['weight_major_steps'])
     self.assertIsNone(plain['step_kernels_ms'])
     self.assertEqual(plain['decoded_tokens'], row['decoded_tokens'])
 
