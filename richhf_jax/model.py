@@ -25,6 +25,7 @@ per-example weights of the head losses (the captioning mixture sets them to
 0 for caption-only examples); missing means 1.
 """
 
+import functools
 from typing import Any, Mapping
 
 import flax.linen as nn
@@ -364,7 +365,13 @@ def make_step_kernels(model: RAHFModel, params: PyTree,
     weight_major_steps = jax.default_backend() == 'cpu'
   if not weight_major_steps:
     return None
-  return jax.jit(model.step_kernels)(params)
+  return _step_kernels_program(model.config)(params)
+
+
+@functools.lru_cache(maxsize=None)
+def _step_kernels_program(config: rahf.RAHFConfig):
+  """One jitted `RAHFModel.step_kernels` per config (compiled once)."""
+  return jax.jit(RAHFModel(config).step_kernels)
 
 
 def decoded_lengths(tokens: np.ndarray, eos_id: int = EOS_ID) -> np.ndarray:
