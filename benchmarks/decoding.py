@@ -42,13 +42,19 @@ tokens per call and `draft_ms_per_token`. How many drafts a model accepts
 depends on what it has learned; with random parameters the benchmark can
 only bracket it: `--draft output` drafts from the greedy output itself
 (every draft accepted: the best case), `--draft prompt` from the random
-prompt (nothing accepted: the worst case, one token per call). A trained
-model's tokens per call come from `richhf_jax.eval` (its log line
-'keyword decoding ... decoder calls').
+prompt (nothing accepted: the worst case, one token per call). In between,
+`--draft marked --marks M` drafts from the greedy output less M tokens per
+row, which the model then emits as its own, as a trained model emits the
+keyword marks the prompt lacks: drafts are accepted up to each mark and
+the mark ends its call (`marked_source`; `expected_decoder_calls` is what
+that pattern takes, checked against `decoder_calls`). A trained model's
+tokens per call come from `richhf_jax.eval` (its log line 'keyword
+decoding ... decoder calls').
 
   python benchmarks/decoding.py --config paper --batch 1 [--steps 3]
       [--target_length 64] [--dtype float32] [--num_beams 1]
-      [--draft_tokens 7 --draft output] [--no-weight_major_steps]
+      [--draft_tokens 7 --draft output|prompt|marked [--marks 2]]
+      [--no-weight_major_steps]
 
 See `benchmarks/common.py` for the configurations and the reported fields.
 """
@@ -76,7 +82,8 @@ from richhf_jax.models import rahf
 COLUMNS = ('config', 'variant', 'batch', 'num_beams', 'dtype', 'ms_per_token',
            'step_ms_per_token', 'floor_ms_per_token', 'decoded_tokens',
            'cache_init_ms', 'compile_sec', 'encoded_length',
-           'draft_tokens', 'draft', 'decoder_calls', 'draft_ms_per_token',
+           'draft_tokens', 'draft', 'marks', 'decoder_calls',
+           'draft_ms_per_token',
            'weight_major_steps', 'step_kernels_ms', 'peak_memory_gib')
 
 
@@ -228,8 +235,12 @@ def time_speculative(model, params, encoded, mask, data, args,
   Compiled with the greedy case's `compiler_options`.
   """
   k, target_length = args.draft_tokens, greedy.shape[1]
+  marked = None
   if args.draft == 'output':
     source = jnp.asarray(greedy)
+  elif args.draft == 'marked':
+    source, marked = marked_source(greedy, args.marks)
+    source = jnp.asarray(source)
   else:
     source = model.keyword_prompt(data['encoder_input_tokens'])
 
@@ -250,12 +261,85 @@ def time_speculative(model, params, encoded, mask, data, args,
                                              kernels),
                             args.steps, args.warmup)
   med = float(np.median(times))
+  extra = {}
+  if marked is not None:
+    extra = dict(marks=args.marks,
+                 expected_decoder_calls=marked_calls(greedy, marked, k))
   return dict(draft_tokens=k, draft=args.draft, decoder_calls=int(calls),
+              **extra,
               tokens_per_call=round(tokens / int(calls), 2),
               draft_compile_sec=round(compile_sec, 2),
               draft_sec_per_call=round(med, 4),
               draft_ms_per_call=round(1e3 * med / int(calls), 2),
               draft_ms_per_token=round(1e3 * med / tokens, 3))
+
+
+def marked_source(greedy: np.ndarray, marks: int
+                  ) -> tuple[np.ndarray, list[list[int]]]:
+  """A draft source that makes `marks` tokens per row play keyword marks.
+
+  A keyword mark is a token of the model's own that the prompt lacks: the
+  draft copied from the prompt is rejected where the model emits it, and
+  the copy pointer stays where it was (`decoding.advance_pointer`). So each
+  row's source is its greedy output less `marks` of its tokens, chosen as
+  evenly spread as possible among those that do not occur again later in
+  the row (else the pointer would jump to that later copy) and before its
+  first EOS.
+
+  Args:
+    greedy: int [B, T], the greedy output.
+    marks: tokens removed per row.
+
+  Returns:
+    (source [B, T] int32, 0-padded; per row the removed positions).
+
+  Raises:
+    ValueError: if a row has fewer than `marks` such tokens.
+  """
+  greedy = np.asarray(greedy)
+  lengths = model_lib.decoded_lengths(greedy)
+  source = np.zeros_like(greedy, dtype=np.int32)
+  removed = []
+  for r, (row, n) in enumerate(zip(greedy, lengths)):
+    row = row[:n]
+    # The EOS stays: the prompt's own end is drafted as the output's end.
+    candidates = [p for p in range(n) if row[p] != model_lib.EOS_ID
+                  and row[p] not in row[p + 1:]]
+    if len(candidates) < marks:
+      raise ValueError(
+          f'--marks {marks}: row {r} of the greedy output has only '
+          f'{len(candidates)} tokens that do not recur later; use fewer '
+          'marks or a longer --target_length')
+    chosen = []
+    for j in range(marks):
+      target = (j + 1) * n / (marks + 1)
+      p = min((c for c in candidates if c not in chosen),
+              key=lambda c, t=target: abs(c - t))
+      chosen.append(p)
+    chosen.sort()
+    kept = np.delete(row, chosen)
+    source[r, :len(kept)] = kept
+    removed.append(chosen)
+  return source, removed
+
+
+def marked_calls(greedy: np.ndarray, removed: list[list[int]],
+                 draft_tokens: int) -> int:
+  """Decoder calls speculative decoding needs with `marked_source` drafts.
+
+  Drafts are accepted up to each mark, which ends its call as the call's
+  own token; a row of segments of s tokens (the last ending at its EOS or
+  the end) takes sum(ceil(s / (K + 1))) calls, the batch the most of its
+  rows.
+  """
+  lengths = model_lib.decoded_lengths(np.asarray(greedy))
+  most = 0
+  for n, marks in zip(lengths, removed):
+    ends = [p + 1 for p in marks if p + 1 < n] + [int(n)]
+    starts = [0] + ends[:-1]
+    most = max(most, sum(-(-(e - b) // (draft_tokens + 1))
+                         for b, e in zip(starts, ends)))
+  return most
 
 
 def _positive_int(text: str) -> int:
@@ -279,10 +363,14 @@ def main(argv=None) -> int:
                       '(RAHFModel.step_kernels, made once by their own '
                       'program); --no-weight_major_steps multiplies the '
                       'params as stored')
-  parser.add_argument('--draft', choices=('output', 'prompt'),
+  parser.add_argument('--draft', choices=('output', 'prompt', 'marked'),
                       default='output',
-                      help='draft source: the greedy output (all accepted) '
-                      'or the random prompt (none accepted)')
+                      help='draft source: the greedy output (all accepted), '
+                      'the random prompt (none accepted), or the greedy '
+                      'output less --marks tokens per row that play '
+                      'keyword marks (drafts rejected there)')
+  parser.add_argument('--marks', type=int, default=2,
+                      help='with --draft marked: marks per row')
   return common.run_benchmark(parser, argv, 'decoding', run_case, COLUMNS)
 
 

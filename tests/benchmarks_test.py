@@ -169,6 +169,35 @@ class ModelBenchmarksTest(absltest.TestCase):
     self.assertEqual(rows['output']['decoder_calls'], -(-tokens // 4))
     self.assertEqual(rows['prompt']['decoder_calls'], tokens)
 
+  def test_decoding_marked_drafts(self):
+    # Drafts accepted up to each of 2 marks per row; the decoder calls are
+    # those that pattern takes.
+    (row,) = _run(decoding.main, TINY + [
+        '--target_length', '16', '--draft_tokens', '3', '--draft', 'marked',
+        '--marks', '2'])
+    self.assertEqual(row['draft'], 'marked')
+    self.assertEqual(row['marks'], 2)
+    self.assertEqual(row['decoder_calls'], row['expected_decoder_calls'])
+    self.assertGreaterEqual(row['decoder_calls'],
+                            -(-row['decoded_tokens'] // 4))
+
+  def test_marked_source(self):
+    greedy = np.array([[5, 6, 5, 7, 8, 1, 0, 0],
+                       [9, 9, 4, 3, 2, 6, 7, 8]])
+    source, removed = decoding.marked_source(greedy, 2)
+    # Row 0: 6 tokens with the EOS (1); the first 5 recurs and the EOS
+    # stays, so the marks are chosen among positions 1-4, near 2 and 4.
+    self.assertEqual(removed, [[2, 4], [3, 5]])
+    np.testing.assert_array_equal(
+        source, [[5, 6, 7, 1, 0, 0, 0, 0], [9, 9, 4, 2, 7, 8, 0, 0]])
+    # K = 1: segments 3 + 2 + 1 -> 2 + 1 + 1 calls; row 1: 4 + 2 + 2 ->
+    # 2 + 1 + 1; the batch takes its slowest row.
+    self.assertEqual(decoding.marked_calls(greedy, removed, 1), 4)
+    self.assertEqual(decoding.marked_calls(greedy, [[], []], 1), 4)
+    self.assertEqual(decoding.marked_calls(greedy, [[], []], 3), 2)
+    with self.assertRaisesRegex(ValueError, 'row 0 .* only 4 tokens'):
+      decoding.marked_source(greedy, 5)
+
   def test_components_rows_per_part(self):
     rows = _run(components.main, TINY)
     self.assertEqual([r['part'] for r in rows],

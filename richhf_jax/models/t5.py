@@ -367,15 +367,19 @@ class MultiHeadDotProductAttention(nn.Module):
         kernel_axes=('joined_kv', 'embed'), kernel_init=_ATTENTION_INIT,
         name='out')(x)  # [B, q, D]
 
-  def _weights(self, logits, mask, bias, deterministic):
-    """Bias, mask, float32 softmax and dropout: [B, H, q, k] weights."""
+  def _weights(self, logits, mask, bias, deterministic, axis=-1):
+    """Bias, mask, float32 softmax over the key `axis` and dropout.
+
+    logits [B, H, q, k] (axis=-1), or [B, H, k, q] with axis=-2 (mask and
+    bias then in that layout too).
+    """
     cfg = self.config
     logits = logits.astype(jnp.float32)
     if bias is not None:
       logits = logits + bias.astype(jnp.float32)
     if mask is not None:
       logits = jnp.where(mask, logits, _MASK_VALUE)
-    weights = jax.nn.softmax(logits, axis=-1)  # float32
+    weights = jax.nn.softmax(logits, axis=axis)  # float32
     if not deterministic and cfg.dropout_rate > 0:
       keep = jax.random.bernoulli(self.make_rng('dropout'),
                                   1.0 - cfg.dropout_rate, weights.shape)
@@ -443,18 +447,22 @@ class MultiHeadDotProductAttention(nn.Module):
       mask = jnp.reshape(jnp.swapaxes(mask, 1, 2), (b, 1, -1, length))
     if cfg.float32_attention_logits:
       query, key = query.astype(jnp.float32), key.astype(jnp.float32)
-    weight_major = STEP_KERNELS in self.variables
-    if weight_major:
-      logits = jnp.swapaxes(lax.optimization_barrier(
-          jnp.einsum('bhkd,bhqd->bhkq', key, query)), 2, 3)
-    else:
-      logits = jnp.einsum('bhqd,bhkd->bhqk', query, key)
+    if STEP_KERNELS in self.variables:
+      # Weight-major steps: the cache is the left operand of both products
+      # and the weights stay key-major [B, H, Lenc, q], the layout the value
+      # product reads, so neither products' operands nor outputs are
+      # transposed in between.
+      if mask is not None:
+        mask = jnp.swapaxes(mask, -1, -2)
+      logits = jnp.einsum('bhkd,bhqd->bhkq', key, query)
+      weights = self._weights(logits, mask, None, deterministic,
+                              axis=-2).astype(dtype)
+      x = lax.optimization_barrier(
+          jnp.einsum('bhdk,bhkq->bhdq', value, weights))
+      return jnp.reshape(jnp.transpose(x, (0, 3, 1, 2)), (n, q, h, d))
+    logits = jnp.einsum('bhqd,bhkd->bhqk', query, key)
     weights = self._weights(logits, mask, None, deterministic).astype(dtype)
-    if weight_major:
-      x = jnp.swapaxes(lax.optimization_barrier(
-          jnp.einsum('bhdk,bhqk->bhdq', value, weights)), 2, 3)
-    else:
-      x = jnp.einsum('bhqk,bhdk->bhqd', weights, value)
+    x = jnp.einsum('bhqk,bhdk->bhqd', weights, value)
     return jnp.reshape(jnp.swapaxes(x, 1, 2), (n, q, h, d))
 
   def _use_cache(self, query, key, value, mask, bias):
