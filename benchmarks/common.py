@@ -38,6 +38,12 @@ Configurations:
   small  ViT-B/16 at 224 px + a 6-layer d=512 T5 v1.0 (t5-small sized) +
          the `port` heads, heatmaps 224x224.
   tiny   `richhf_jax.test_utils.tiny_config` (for smoke tests).
+
+Wiring (--wiring): 'paper' (default; the decoder cross-attends to every
+encoder position, 576 image + 64 prompt at the paper configuration) or
+'port' (the port's `rahf.PORT_WIRING`: the decoder attends to the 64 prompt
+positions, as the port's decoder does; the heads and their FLOPs are the
+same).
 """
 
 import argparse
@@ -64,6 +70,7 @@ from richhf_jax.models import rahf
 from richhf_jax.models import score_head
 
 CONFIGS = ('paper', 'small', 'tiny')
+WIRINGS = ('paper', 'port')
 DTYPES = ('float32', 'bfloat16')
 # Prompt tokens (encoder) and keyword tokens (decoder) per example.
 SEQUENCE_LENGTHS = {'paper': (64, 64), 'small': (64, 64), 'tiny': (8, 8)}
@@ -75,7 +82,8 @@ T5_SMALL_V1_0 = dict(emb_dim=512, num_heads=8, head_dim=64, mlp_dim=2048,
 def model_config(name: str, variant: str = 'multihead',
                  dtype: str = 'float32', remat: bool = False,
                  heatmap_head_preset: str = 'port',
-                 heatmap_batch_chunks: int = 1) -> rahf.RAHFConfig:
+                 heatmap_batch_chunks: int = 1,
+                 wiring: str = 'paper') -> rahf.RAHFConfig:
   """The RAHF configuration `name` (see the module docstring).
 
   Args:
@@ -88,13 +96,20 @@ def model_config(name: str, variant: str = 'multihead',
       or 'efficient'); 'tiny' always uses the tiny heads.
     heatmap_batch_chunks: `HeatmapHeadConfig.batch_chunks` (the heatmap
       heads run over this many sequential slices of the batch).
+    wiring: 'paper' (the `RAHFConfig` defaults: the decoder cross-attends
+      to every encoder position) or 'port' (`rahf.PORT_WIRING`: the ViT
+      class token fused too, the decoder attends to the prompt positions
+      only, no padding mask; the port's ViT semantics, exact GELU and
+      layer-norm epsilon 1e-12), as the port's model computes.
 
   Raises:
-    ValueError: an unknown name or dtype.
+    ValueError: an unknown name, dtype or wiring.
   """
   if name not in CONFIGS:
     raise ValueError(f'unknown benchmark config {name!r}; expected one of '
                      f'{CONFIGS}')
+  if wiring not in WIRINGS:
+    raise ValueError(f'unknown wiring {wiring!r}; expected one of {WIRINGS}')
   if dtype not in DTYPES:
     raise ValueError(f'dtype must be one of {DTYPES}, got {dtype!r}')
   if name == 'tiny':
@@ -110,6 +125,11 @@ def model_config(name: str, variant: str = 'multihead',
       t5 = config_lib.t5_config('t5_1_0_base', **T5_SMALL_V1_0)
     hm = heatmap_head.get_heatmap_head_config(heatmap_head_preset)
     sc = score_head.get_score_head_config('port')
+  wired = {}
+  if wiring == 'port':
+    vit = dataclasses.replace(vit, class_token=True, gelu_approximate=False,
+                              layernorm_epsilon=1e-12)
+    wired = rahf.PORT_WIRING
   jdtype = jnp.dtype(dtype)
   return rahf.RAHFConfig(
       vit=dataclasses.replace(vit, dtype=dtype, remat=remat),
@@ -117,7 +137,7 @@ def model_config(name: str, variant: str = 'multihead',
       heatmap_head=dataclasses.replace(hm, dtype=jdtype, remat=remat,
                                        batch_chunks=heatmap_batch_chunks),
       score_head=dataclasses.replace(sc, dtype=jdtype),
-      variant=variant)
+      variant=variant, **wired)
 
 
 def abstract_params(model: model_lib.RAHFModel, input_length: int,
@@ -368,6 +388,9 @@ def add_model_flags(parser: argparse.ArgumentParser, *,
   parser.add_argument('--heatmap_head', default='port',
                       choices=('port', 'efficient'),
                       help='heatmap head preset of the paper/small configs')
+  parser.add_argument('--wiring', default='paper', choices=WIRINGS,
+                      help="'port': the port's wiring (rahf.PORT_WIRING; "
+                      'the decoder attends to the prompt positions only)')
   parser.add_argument('--input_length', type=int, default=0,
                       help='prompt tokens; 0 = the config default')
   parser.add_argument('--target_length', type=int, default=0,
@@ -493,6 +516,7 @@ def run_benchmark(parser: argparse.ArgumentParser, argv, title: str,
                  error=f'{type(e).__name__}: {str(e)[:300]}')
     # Each row as soon as it exists: a later case may be killed.
     for r in row if isinstance(row, list) else [row]:
+      r.setdefault('wiring', getattr(args, 'wiring', 'paper'))
       log('case result: ' + json.dumps(r, sort_keys=True))
       rows.append(r)
   print_report(rows, columns)

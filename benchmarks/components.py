@@ -70,7 +70,8 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
              peak_gflops: float) -> list[dict]:
   """Compiles and times forward + backward of every part."""
   config = common.model_config(name, variant, args.dtype, args.remat,
-                               args.heatmap_head)
+                               args.heatmap_head,
+                               wiring=args.wiring)
   rows = []
   for part, module, x in _parts(config, batch):
     if args.parts and part not in args.parts:

@@ -140,7 +140,8 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
              peak_gflops: float) -> dict:
   """Encodes once, then compiles and times decoding of one case."""
   config = common.model_config(name, variant, args.dtype, False,
-                               args.heatmap_head)
+                               args.heatmap_head,
+                               wiring=args.wiring)
   input_length, target_length = common.lengths(args, name)
   beams = args.num_beams
   model = model_lib.RAHFModel(config)

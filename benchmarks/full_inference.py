@@ -58,7 +58,8 @@ def run_case(name: str, variant: str, batch: int, args: argparse.Namespace,
              peak_gflops: float) -> dict:
   """Compiles and times `predict_batch` of one case."""
   config = common.model_config(name, variant, args.dtype, False,
-                               args.heatmap_head)
+                               args.heatmap_head,
+                               wiring=args.wiring)
   input_length, target_length = common.lengths(args, name)
   model = model_lib.RAHFModel(config)
   t0 = time.perf_counter()

@@ -27,7 +27,13 @@ Modes, per configuration and batch size:
   train      forward (heads, scores, teacher-forced decoder loss), backward
              and an AdamW update, as `benchmarks/train_step.py` times ours;
   inference  forward of the heads and scores under `torch.no_grad`, as
-             `benchmarks/inference.py` times ours.
+             `benchmarks/inference.py` times ours;
+  decode     greedy keyword decoding of the target length (64 tokens at
+             both configurations; EOS suppressed so every call decodes
+             them all) with transformers' `generate` over the prompt part
+             of the encoder output, which is computed once beforehand, as
+             `benchmarks/decoding.py --wiring port` times ours
+             (`ms_per_token`).
 
 It prints a table and one JSON line per case with seconds per call, the peak
 RSS, and the float32 matrix-multiply rate of torch measured in the same run.
@@ -69,7 +75,7 @@ CONFIGS = {
 }
 HEATMAPS = ('implausibility', 'misalignment')
 SCORES = ('plausibility', 'alignment', 'aesthetics', 'overall')
-MODES = ('train', 'inference')
+MODES = ('train', 'inference', 'decode')
 
 
 class ChannelRMSNorm(nn.Module):
@@ -219,6 +225,24 @@ def run_case(name: str, batch: int, mode: str, args) -> dict:
       loss.backward()
       opt.step()
       opt.zero_grad(set_to_none=True)
+  elif mode == 'decode':
+    model.eval()
+    with torch.no_grad():
+      visual = model.proj(model.vit(pixel_values=image).last_hidden_state)
+      text = model.t5.encoder.embed_tokens(prompt)
+      fused = model.t5.encoder(
+          inputs_embeds=torch.cat([visual, text], 1)).last_hidden_state
+    enc = transformers.modeling_outputs.BaseModelOutput(
+        last_hidden_state=fused[:, visual.shape[1]:])
+
+    def call():
+      with torch.no_grad():
+        out = model.t5.generate(encoder_outputs=enc, do_sample=False,
+                                num_beams=1, max_new_tokens=target_len,
+                                min_new_tokens=target_len)
+      if out.shape[1] - 1 != target_len:  # The start token comes first.
+        raise RuntimeError(f'generate returned {out.shape[1] - 1} tokens; '
+                           f'expected {target_len}')
   else:
     model.eval()
 
@@ -229,7 +253,11 @@ def run_case(name: str, batch: int, mode: str, args) -> dict:
     call()
   times = [_timed(call) for _ in range(args.steps)]
   sec = sum(times) / len(times)
-  return dict(benchmark='port_reference', config=name, batch=batch,
+  extra = {}
+  if mode == 'decode':
+    extra = dict(decoded_tokens=target_len,
+                 ms_per_token=round(1e3 * sec / target_len, 3))
+  return dict(benchmark='port_reference', config=name, batch=batch, **extra,
               mode=mode, sec_per_call=round(sec, 4),
               best_sec=round(min(times), 4),
               examples_per_sec=round(batch / sec, 4),

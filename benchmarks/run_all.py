@@ -25,8 +25,9 @@ Sets, with their wall time on the 2-core development CPU:
   cpu    `quick` plus: small train b2 (1 step), b4 (compiled only),
          augmented train (1 step) and inference b1, small inference b2/b4
          and efficient head; paper config inference b1 (port and efficient
-         heads), augmented inference b1, full inference b1, decoding b1,
-         and the paper train step compiled only (`--compile_only`: FLOPs
+         heads), augmented inference b1, full inference b1, decoding b1
+         (greedy, and speculative with one mark per 64 tokens), and the
+         paper train step compiled only (`--compile_only`: FLOPs
          and XLA's memory plan) at b1, b2, b2 with remat and b4 with remat
          (24.9 min, 2026-11-30). Timed paper train steps are in `full`
          (a step takes about a minute at b1 and four at b2 with remat,
@@ -84,7 +85,10 @@ CPU = QUICK + [
     ('inference.py', '--config paper --batch 1 --variant augmented '
                      '--steps 1'),
     ('full_inference.py', '--config paper --batch 1 --steps 1'),
-    ('decoding.py', '--config paper --batch 1 --steps 3'),
+    # Greedy, and speculative with one keyword mark in the 64 tokens (about
+    # a demo-trained model's rate of rejected drafts; docs/performance.md).
+    ('decoding.py', '--config paper --batch 1 --steps 3 --draft_tokens 7 '
+                    '--draft marked --marks 1'),
 ]
 FULL = CPU + [
     ('train_step.py', '--config paper --batch 1 --steps 1'),
@@ -98,7 +102,8 @@ FULL = CPU + [
 SETS = {'quick': QUICK, 'cpu': CPU, 'full': FULL}
 
 SUMMARY = ('benchmark', 'config', 'variant', 'heatmap_head', 'batch', 'remat',
-           'examples_per_sec', 'ms_per_token', 'sec_per_call', 'compile_sec',
+           'examples_per_sec', 'ms_per_token', 'draft_ms_per_token',
+           'sec_per_call', 'compile_sec',
            'gflop_per_example', 'fraction_of_peak', 'peak_memory_gib')
 
 

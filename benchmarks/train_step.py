@@ -79,7 +79,8 @@ def _trainer(name: str, variant: str, batch: int, args: argparse.Namespace,
              grad_accum_steps: int) -> trainer_lib.Trainer:
   """The trainer of one case (its state is not made here)."""
   config = common.model_config(name, variant, args.dtype, args.remat,
-                               args.heatmap_head, heatmap_batch_chunks)
+                               args.heatmap_head, heatmap_batch_chunks,
+                               wiring=args.wiring)
   # --compiler_options: None = what training compiles with (TrainConfig's
   # defaults); otherwise exactly the options given.
   options = getattr(args, 'compiler_options', None)

@@ -47,6 +47,8 @@ from benchmarks import xla_peak
 from richhf_jax import compile_options
 from richhf_jax.data import synthetic
 from richhf_jax.models import heatmap_head
+from richhf_jax.models import rahf
+from richhf_jax.weights import port
 
 TINY = ['--config', 'tiny', '--batch', '1', '--steps', '1', '--warmup', '0',
         '--matmul_size', '64']
@@ -108,7 +110,7 @@ class ModelBenchmarksTest(absltest.TestCase):
     args = argparse.Namespace(dtype='float32', remat=True,
                               heatmap_head='port', warmup=0, steps=1,
                               optimizer='adamw', mu_dtype='',
-                              cpu_memory_scheduler=True)
+                              cpu_memory_scheduler=True, wiring='paper')
     batch_spec = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in
                   common.test_utils.fake_batch(
                       common.model_config('tiny'), 2,
@@ -168,6 +170,15 @@ class ModelBenchmarksTest(absltest.TestCase):
     tokens = rows['output']['decoded_tokens']
     self.assertEqual(rows['output']['decoder_calls'], -(-tokens // 4))
     self.assertEqual(rows['prompt']['decoder_calls'], tokens)
+
+  def test_decoding_port_wiring(self):
+    # The port's decoder attends to the prompt positions only.
+    (row,) = _run(decoding.main, TINY + ['--wiring', 'port'])
+    self.assertEqual(row['wiring'], 'port')
+    self.assertEqual(row['encoded_length'], 8)
+    (paper,) = _run(decoding.main, TINY)
+    self.assertEqual(paper['wiring'], 'paper')
+    self.assertGreater(paper['encoded_length'], 8)
 
   def test_decoding_marked_drafts(self):
     # Drafts accepted up to each of 2 marks per row; the decoder calls are
@@ -285,6 +296,18 @@ class HelpersTest(absltest.TestCase):
     self.assertEqual(small.heatmap_head.bilinear_upsample, 4)
     with self.assertRaisesRegex(ValueError, 'unknown benchmark config'):
       common.model_config('huge')
+    # The port's wiring: the port's model exactly (as weights/port.py
+    # builds it), same heads.
+    wired = common.model_config('paper', wiring='port')
+    self.assertEqual(wired.decoder_attends_to, 'text')
+    self.assertTrue(wired.vit.class_token)
+    self.assertEqual(wired.vit, port.port_rahf_config().vit)
+    self.assertEqual(wired.heatmap_head, paper.heatmap_head)
+    for field in rahf.PORT_WIRING:
+      self.assertEqual(getattr(wired, field),
+                       getattr(port.port_rahf_config(), field))
+    with self.assertRaisesRegex(ValueError, "unknown wiring 'pt'"):
+      common.model_config('paper', wiring='pt')
 
   def test_cost_flops_accepts_list_and_dict(self):
 
