@@ -295,8 +295,10 @@ def marked_source(greedy: np.ndarray, marks: int
     (source [B, T] int32, 0-padded; per row the removed positions).
 
   Raises:
-    ValueError: if a row has fewer than `marks` such tokens.
+    ValueError: if marks < 0 or a row has fewer than `marks` such tokens.
   """
+  if marks < 0:
+    raise ValueError(f'--marks {marks}: expected marks per row >= 0')
   greedy = np.asarray(greedy)
   lengths = model_lib.decoded_lengths(greedy)
   source = np.zeros_like(greedy, dtype=np.int32)

@@ -208,6 +208,8 @@ class ModelBenchmarksTest(absltest.TestCase):
     self.assertEqual(decoding.marked_calls(greedy, [[], []], 3), 2)
     with self.assertRaisesRegex(ValueError, 'row 0 .* only 4 tokens'):
       decoding.marked_source(greedy, 5)
+    with self.assertRaisesRegex(ValueError, 'marks per row >= 0'):
+      decoding.marked_source(greedy, -1)
 
   def test_components_rows_per_part(self):
     rows = _run(components.main, TINY)
