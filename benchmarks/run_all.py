@@ -29,7 +29,7 @@ Sets, with their wall time on the 2-core development CPU:
          (greedy, and speculative with one mark per 64 tokens), and the
          paper train step compiled only (`--compile_only`: FLOPs
          and XLA's memory plan) at b1, b2, b2 with remat and b4 with remat
-         (24.9 min, 2026-11-30). Timed paper train steps are in `full`
+         (24.3 min, 2026-11-30). Timed paper train steps are in `full`
          (a step takes about a minute at b1 and four at b2 with remat,
          Adafactor and the heads over slices, plus the compilations).
   full   `cpu` plus timed paper train steps (b1; b2 with remat), a timed
