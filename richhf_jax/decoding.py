@@ -304,15 +304,22 @@ def prompt_draft(source: Array, pointer: Array, draft_len: int) -> Array:
   return jnp.take_along_axis(padded, idx, axis=1)
 
 
+# How far past the draft a model's own token is looked for in the prompt
+# (`advance_pointer`): far enough to follow a few skipped words, near enough
+# that a word the model inserts does not send the copy to a later use of it.
+RESYNC_WINDOW = 8
+
+
 def advance_pointer(source: Array, pointer: Array, accepted: Array,
-                    last: Array) -> Array:
+                    last: Array, window: int = RESYNC_WINDOW) -> Array:
   """Moves the copy pointer past a block's accepted and last tokens.
 
   The accepted draft tokens were `source[pointer : pointer + accepted]`.
   The block's last token (the model's own choice) continues the copy if it
-  occurs in `source` at or after `pointer + accepted`: the pointer moves past
-  its first such occurrence (this follows skipped words). Otherwise it is a
-  token of the model's own (a keyword mark) and the pointer stays after the
+  occurs in the `window` source positions from `pointer + accepted` on: the
+  pointer moves past its first such occurrence (this follows skipped
+  words). Otherwise it is a token of the model's own (a keyword mark, or a
+  word the prompt does not have there) and the pointer stays after the
   accepted tokens.
 
   Args:
@@ -320,6 +327,7 @@ def advance_pointer(source: Array, pointer: Array, accepted: Array,
     pointer: int [B], the block's draft start.
     accepted: int [B], the accepted draft tokens.
     last: int [B], the block's last emitted token.
+    window: source positions searched for `last`.
 
   Returns:
     int32 [B], the next draft start.
@@ -327,7 +335,7 @@ def advance_pointer(source: Array, pointer: Array, accepted: Array,
   start = pointer + accepted
   pos = jnp.arange(source.shape[1])[None, :]
   hit = ((source == last[:, None]) & (source != PAD_ID)
-         & (pos >= start[:, None]))
+         & (pos >= start[:, None]) & (pos < start[:, None] + window))
   first = jnp.argmax(hit, axis=1)
   return jnp.where(jnp.any(hit, axis=1), first + 1, start).astype(jnp.int32)
 

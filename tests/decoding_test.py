@@ -285,6 +285,15 @@ class T5DecodingTest(parameterized.TestCase):
     # Padding never matches.
     np.testing.assert_array_equal(ptr(jnp.asarray([5]), jnp.asarray([0])),
                                   [5])
+    # Only `window` positions from the draft on are searched: a word the
+    # model inserts that the prompt uses further on is its own, and the
+    # copy stays put.
+    np.testing.assert_array_equal(
+        ptr(jnp.asarray([0]), jnp.asarray([7]), window=2), [0])
+    np.testing.assert_array_equal(
+        ptr(jnp.asarray([1]), jnp.asarray([1]), window=3), [1])
+    np.testing.assert_array_equal(
+        ptr(jnp.asarray([1]), jnp.asarray([1]), window=4), [5])
 
   def test_speculative_rejects_bad_arguments(self):
     step = lambda t, c: (jnp.zeros(t.shape + (4,)), c)
