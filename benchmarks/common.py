@@ -68,6 +68,7 @@ from richhf_jax.models import config as config_lib
 from richhf_jax.models import heatmap_head
 from richhf_jax.models import rahf
 from richhf_jax.models import score_head
+from richhf_jax.weights import port
 
 CONFIGS = ('paper', 'small', 'tiny')
 WIRINGS = ('paper', 'port')
@@ -127,8 +128,7 @@ def model_config(name: str, variant: str = 'multihead',
     sc = score_head.get_score_head_config('port')
   wired = {}
   if wiring == 'port':
-    vit = dataclasses.replace(vit, class_token=True, gelu_approximate=False,
-                              layernorm_epsilon=1e-12)
+    vit = dataclasses.replace(vit, **port.HF_VIT_SEMANTICS)
     wired = rahf.PORT_WIRING
   jdtype = jnp.dtype(dtype)
   return rahf.RAHFConfig(

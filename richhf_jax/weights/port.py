@@ -639,12 +639,15 @@ def load(path_or_state_dict: str | Mapping[str, Any],
   return conv.finish(('',), ('vit.pooler.',), 'RichHF port state dict')
 
 
+# `ViTConfig` fields that give a preset HF `ViTModel` semantics.
+HF_VIT_SEMANTICS = {'class_token': True, 'gelu_approximate': False,
+                    'layernorm_epsilon': 1e-12}
+
+
 def hf_vit_config(name: str = 'L/16', **overrides: Any
                   ) -> config_lib.ViTConfig:
   """A ViT preset with HF `ViTModel` semantics (class token, exact GELU)."""
-  return config_lib.vit_config(
-      name, **{'class_token': True, 'gelu_approximate': False,
-               'layernorm_epsilon': 1e-12, **overrides})
+  return config_lib.vit_config(name, **{**HF_VIT_SEMANTICS, **overrides})
 
 
 def port_rahf_config(variant: str = 'multihead') -> rahf.RAHFConfig:
