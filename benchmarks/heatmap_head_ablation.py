@@ -80,6 +80,7 @@ if __package__ in (None, ''):
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from PIL import Image
 
 from benchmarks import common
@@ -193,6 +194,68 @@ def tokenize(data: dict, vocab: WordVocab) -> dict[str, np.ndarray]:
   return out
 
 
+def training_config(args: argparse.Namespace,
+                    seed: int) -> trainer_lib.TrainConfig:
+  """The optimizer and schedule every run of the ablation uses."""
+  return trainer_lib.TrainConfig(
+      num_steps=args.steps, batch_size=args.batch_size,
+      learning_rate=args.learning_rate, warmup_steps=max(args.steps // 10, 1),
+      seed=seed, log_every=max(args.steps // 4, 1),
+      cpu_memory_scheduler=False)
+
+
+def example_order(num: int, args: argparse.Namespace,
+                  order_seed: int) -> np.ndarray:
+  """Indices of the `args.steps * args.batch_size` training examples drawn."""
+  return np.random.default_rng(order_seed).permutation(
+      np.arange(args.steps * args.batch_size) % num)
+
+
+def train_model(head: str, train: dict, args: argparse.Namespace, seed: int,
+                order_seed: int | None = None):
+  """Trains the whole tiny RAHF with heatmap head `head`.
+
+  Returns:
+    (model, params, train seconds, the last logged training metrics).
+  """
+  model = model_lib.RAHFModel(model_config(head, args.heatmap_size))
+  trainer = trainer_lib.Trainer(model, training_config(args, seed),
+                                INPUT_LENGTH, TARGET_LENGTH)
+  trainer.init_state()
+  order = example_order(train['image'].shape[0], args,
+                        seed if order_seed is None else order_seed)
+
+  def batches():
+    for s in range(args.steps):
+      idx = order[s * args.batch_size:(s + 1) * args.batch_size]
+      yield {k: v[idx] for k, v in train.items()}
+
+  t0 = time.perf_counter()
+  last = trainer.train(batches(), log_fn=common.log)
+  return model, trainer.state.params, time.perf_counter() - t0, last
+
+
+def result_row(head: str, args: argparse.Namespace, num_train: int,
+               test: dict, preds: dict[str, np.ndarray],
+               train_sec: float, final_loss: float) -> dict:
+  """One run's JSON row: the head's shape, timings and test metrics."""
+  hc = head_config(head, args.heatmap_size)
+  row = dict(benchmark='heatmap_head_ablation', head=head,
+             conv_channels=hc.conv_channels,
+             upsample_channels=hc.upsample_channels,
+             final_channels=hc.final_channels,
+             bilinear_upsample=hc.bilinear_upsample,
+             heatmap_size=args.heatmap_size,
+             steps=args.steps, batch_size=args.batch_size,
+             num_train=num_train, num_test=int(test['image'].shape[0]),
+             train_sec=round(train_sec, 1),
+             final_train_loss=round(final_loss, 4))
+  for k in rahf.HEATMAP_TYPES:
+    m = metrics.heatmap_metrics(preds[k], test[f'{k}_heatmap'])
+    row.update({f'{k}/{name}': round(m[name], 5) for name in METRICS})
+  return row
+
+
 def train_and_eval(head: str, train: dict, test: dict,
                    args: argparse.Namespace, seed: int,
                    order_seed: int | None = None) -> dict:
@@ -207,54 +270,119 @@ def train_and_eval(head: str, train: dict, test: dict,
     order_seed: seed of the order of the training examples (default:
       `seed`).
   """
-  config = model_config(head, args.heatmap_size)
-  model = model_lib.RAHFModel(config)
-  tc = trainer_lib.TrainConfig(
-      num_steps=args.steps, batch_size=args.batch_size,
-      learning_rate=args.learning_rate, warmup_steps=max(args.steps // 10, 1),
-      seed=seed, log_every=max(args.steps // 4, 1),
-      cpu_memory_scheduler=False)
-  trainer = trainer_lib.Trainer(model, tc, INPUT_LENGTH, TARGET_LENGTH)
-  trainer.init_state()
-  n = train['image'].shape[0]
-  order = np.random.default_rng(
-      seed if order_seed is None else order_seed).permutation(
-      np.arange(args.steps * args.batch_size) % n)
-
-  def batches():
-    for s in range(args.steps):
-      idx = order[s * args.batch_size:(s + 1) * args.batch_size]
-      yield {k: v[idx] for k, v in train.items()}
-
-  t0 = time.perf_counter()
-  last = trainer.train(batches(), log_fn=common.log)
-  train_sec = time.perf_counter() - t0
+  model, params, train_sec, last = train_model(head, train, args, seed,
+                                               order_seed)
   predict = jax.jit(lambda p, img, tok: model.module.apply(
       {'params': p}, img, tok))
   preds = {k: [] for k in rahf.HEATMAP_TYPES}
   for s in range(0, test['image'].shape[0], args.batch_size):
-    out = predict(trainer.state.params,
-                  jnp.asarray(test['image'][s:s + args.batch_size]),
+    out = predict(params, jnp.asarray(test['image'][s:s + args.batch_size]),
                   jnp.asarray(test['encoder_input_tokens'][
                       s:s + args.batch_size]))
     for k in rahf.HEATMAP_TYPES:
       preds[k].append(np.asarray(out[f'{k}_heatmap']))
-  hc = config.heatmap_head
-  row = dict(benchmark='heatmap_head_ablation', head=head,
-             conv_channels=hc.conv_channels,
-             upsample_channels=hc.upsample_channels,
-             final_channels=hc.final_channels,
-             bilinear_upsample=hc.bilinear_upsample,
-             heatmap_size=args.heatmap_size,
-             steps=args.steps, batch_size=args.batch_size,
-             num_train=n, num_test=int(test['image'].shape[0]),
-             train_sec=round(train_sec, 1),
-             final_train_loss=round(last.get('loss/total', float('nan')), 4))
-  for k in rahf.HEATMAP_TYPES:
-    m = metrics.heatmap_metrics(np.concatenate(preds[k]),
-                                test[f'{k}_heatmap'])
-    row.update({f'{k}/{name}': round(m[name], 5) for name in METRICS})
-  return row
+  return result_row(head, args, train['image'].shape[0], test,
+                    {k: np.concatenate(v) for k, v in preds.items()},
+                    train_sec, last.get('loss/total', float('nan')))
+
+
+# ----------------------------------------------------------------------------
+# Heads trained on a frozen backbone's features.
+# ----------------------------------------------------------------------------
+
+
+def feature_maps(model: model_lib.RAHFModel, params, data: dict,
+                 batch_size: int) -> np.ndarray:
+  """The heads' input, [N, h, w, D], from a trained model's encoder."""
+  fn = jax.jit(lambda p, img, tok: model.module.apply(
+      {'params': p}, img, tok,
+      method=lambda m, i, t: m.feature_map(m.encode(i, t)[0])))
+  return np.concatenate([
+      np.asarray(fn(params, jnp.asarray(data['image'][s:s + batch_size]),
+                    jnp.asarray(data['encoder_input_tokens'][
+                        s:s + batch_size])))
+      for s in range(0, data['image'].shape[0], batch_size)])
+
+
+def train_heads_on_features(head: str, features: np.ndarray, train: dict,
+                            test_features: np.ndarray, test: dict,
+                            args: argparse.Namespace, seed: int,
+                            order_seed: int) -> dict:
+  """Trains fresh heatmap heads `head` on fixed features; tests them.
+
+  One head per heatmap type, initialised from `seed`, trained on the
+  per-pixel loss of the whole model (`model_config`'s `heatmap_loss` and
+  weight, summed over the types) with the whole model's optimizer and
+  schedule (`training_config`) and example order (`example_order`); the
+  backbone that produced `features` does not change, so the runs differ
+  only in the head and its initialisation.
+
+  Args:
+    head: one of HEADS.
+    features: [N, h, w, D] training features (`feature_maps`).
+    train: the training arrays (the heatmaps are the targets).
+    test_features: [M, h, w, D] test features.
+    test: the test arrays.
+    args: the parsed flags.
+    seed: the heads' initialisation seed.
+    order_seed: seed of the example order.
+
+  Returns:
+    The run's row (`result_row`).
+  """
+  config = model_config(head, args.heatmap_size)
+  if features.shape[0] != train['image'].shape[0]:
+    raise ValueError(f'{features.shape[0]} feature maps for '
+                     f'{train["image"].shape[0]} training examples')
+  module = heatmap_head.HeatmapHead(config.heatmap_head)
+  key = jax.random.PRNGKey(seed)
+  params = {k: model_lib.unbox(module.init(jax.random.fold_in(key, i),
+                                            features[:1])['params'])
+            for i, k in enumerate(rahf.HEATMAP_TYPES)}
+  optimizer = trainer_lib.make_optimizer(training_config(args, seed))
+  opt_state = optimizer.init(params)
+
+  def loss_fn(p, f, targets):
+    total = 0.0
+    for k in rahf.HEATMAP_TYPES:
+      logits = module.apply({'params': p[k]}, f, return_logits=True)
+      if config.heatmap_loss == 'bce':
+        per_pixel = optax.sigmoid_binary_cross_entropy(logits, targets[k])
+      else:
+        per_pixel = jnp.square(jax.nn.sigmoid(logits) - targets[k])
+      total += config.heatmap_loss_weight * jnp.mean(per_pixel)
+    return total
+
+  @jax.jit
+  def step(p, state, f, targets):
+    loss, grads = jax.value_and_grad(loss_fn)(p, f, targets)
+    updates, state = optimizer.update(grads, state, p)
+    return optax.apply_updates(p, updates), state, loss
+
+  order = example_order(features.shape[0], args, order_seed)
+  t0 = time.perf_counter()
+  loss = float('nan')
+  for s in range(args.steps):
+    idx = order[s * args.batch_size:(s + 1) * args.batch_size]
+    params, opt_state, loss = step(
+        params, opt_state, jnp.asarray(features[idx]),
+        {k: jnp.asarray(train[f'{k}_heatmap'][idx])
+         for k in rahf.HEATMAP_TYPES})
+    if (s + 1) % max(args.steps // 4, 1) == 0:
+      common.log(f'{head} head on features: step {s + 1}/{args.steps} '
+                 f'loss {float(loss):.4f}')
+  train_sec = time.perf_counter() - t0
+  predict = jax.jit(lambda p, f: {
+      k: jax.nn.sigmoid(module.apply({'params': p[k]}, f, return_logits=True))
+      for k in rahf.HEATMAP_TYPES})
+  preds = {k: [] for k in rahf.HEATMAP_TYPES}
+  for s in range(0, test_features.shape[0], args.batch_size):
+    out = predict(params, jnp.asarray(test_features[s:s + args.batch_size]))
+    for k in rahf.HEATMAP_TYPES:
+      preds[k].append(np.asarray(out[k]))
+  return result_row(head, args, features.shape[0], test,
+                    {k: np.concatenate(v) for k, v in preds.items()},
+                    train_sec, float(loss))
 
 
 def relative_gap(port: float, efficient: float, name: str) -> float:
@@ -331,6 +459,11 @@ def main(argv=None) -> int:
                       choices=HEATMAP_SIZES)
   parser.add_argument('--heads', type=common.csv_list(str),
                       default=list(HEADS))
+  parser.add_argument('--frozen_backbone', default=None, choices=HEADS,
+                      help='train the whole model once per data seed with '
+                      'this head, then train every head of --heads from '
+                      'each --init_seeds on its frozen feature maps (the '
+                      'heads alone differ between runs)')
   args = parser.parse_args(argv)
   for name in ('num_train', 'num_test', 'steps', 'batch_size'):
     if getattr(args, name) < 1:
@@ -352,9 +485,27 @@ def main(argv=None) -> int:
     vocab = WordVocab(train_raw['prompts'] + train_raw['targets'])
     train, test = tokenize(train_raw, vocab), tokenize(test_raw, vocab)
     common.log(f'seed {seed}: data ready in {time.perf_counter() - t0:.1f}s')
+    if args.frozen_backbone:
+      model, params, sec, last = train_model(args.frozen_backbone, train,
+                                             args, seed)
+      feats = feature_maps(model, params, train, args.batch_size)
+      test_feats = feature_maps(model, params, test, args.batch_size)
+      print(json.dumps(dict(
+          benchmark='heatmap_head_ablation_backbone',
+          head=args.frozen_backbone, seed=seed, steps=args.steps,
+          train_sec=round(sec, 1),
+          final_train_loss=round(last.get('loss/total', float('nan')), 4),
+          feature_shape=list(feats.shape[1:])), sort_keys=True), flush=True)
+
+    def run(head, init_seed):
+      if args.frozen_backbone:
+        return train_heads_on_features(head, feats, train, test_feats, test,
+                                       args, init_seed, order_seed=seed)
+      return train_and_eval(head, train, test, args, init_seed,
+                            order_seed=seed)
+
     for init_seed in args.init_seeds or [seed]:
-      rows = [train_and_eval(h, train, test, args, init_seed, order_seed=seed)
-              for h in args.heads]
+      rows = [run(h, init_seed) for h in args.heads]
       print(f'seed {seed}, init seed {init_seed}\n{"metric":>26} ' +
             ' '.join(f"{r['head']:>10}" for r in rows) +
             ''.join(f"  {r['head'] + ' gap':>14}" for r in rows[1:]))
@@ -366,7 +517,9 @@ def main(argv=None) -> int:
           line += f'  {100 * gap:>+13.2f}%'
         print(line)
       for r in rows:
-        r.update(seed=seed, init_seed=init_seed, **common.machine_info())
+        r.update(seed=seed, init_seed=init_seed,
+                 frozen_backbone=args.frozen_backbone,
+                 **common.machine_info())
         print(json.dumps(r, sort_keys=True), flush=True)
       all_rows += rows
   runs = len(all_rows) // len(args.heads)
@@ -390,6 +543,7 @@ def main(argv=None) -> int:
       print(line)
     print(json.dumps(dict(
         benchmark='heatmap_head_ablation_summary', reference=args.heads[0],
+        frozen_backbone=args.frozen_backbone,
         seeds=args.seeds, init_seeds=args.init_seeds, runs_per_head=runs,
         mean_gap={
             h: {key: round(float(np.mean(g[key])), 5) for key in keys}

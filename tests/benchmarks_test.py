@@ -45,6 +45,7 @@ from benchmarks import run_all
 from benchmarks import train_step
 from benchmarks import xla_peak
 from richhf_jax import compile_options
+from richhf_jax import model as model_lib
 from richhf_jax.data import synthetic
 from richhf_jax.models import heatmap_head
 from richhf_jax.models import rahf
@@ -431,6 +432,88 @@ class HelpersTest(absltest.TestCase):
     # Means 0.55 (port) and 0.50 (efficient): CC 0.05 / 0.55 worse.
     self.assertAlmostEqual(cc['gap'], 0.05 / 0.55, places=5)
     self.assertEqual([r['init_seed'] for r in rows[:-1]], [0, 0, 1, 1])
+
+  def test_ablation_frozen_backbone_trains_it_once_per_data_seed(self):
+    calls = []
+
+    def fake_model(head, train, args, seed, order_seed=None):
+      calls.append(('backbone', head, seed, order_seed))
+      return 'model', {'seed': seed}, 1.0, {'loss/total': 0.5}
+
+    def fake_features(model, params, data, batch_size):
+      return np.full((data['image'].shape[0], 2, 2, 3), params['seed'],
+                     np.float32)
+
+    def fake_heads(head, feats, train, test_feats, test, args, seed,
+                   order_seed):
+      calls.append((head, seed, order_seed, feats.shape[0],
+                    test_feats.shape[0], float(feats[0, 0, 0, 0])))
+      value = 0.5 - (0.05 if head == 'efficient' else 0.0)
+      return dict(head=head, **{
+          f'{k}/{m}': value + 0.01 * seed
+          for k in ('implausibility', 'misalignment')
+          for m in heatmap_head_ablation.METRICS})
+
+    with mock.patch.multiple(heatmap_head_ablation, train_model=fake_model,
+                             feature_maps=fake_features,
+                             train_heads_on_features=fake_heads):
+      rows = _run(heatmap_head_ablation.main, [
+          '--num_train', '3', '--num_test', '2', '--heatmap_size', '64',
+          '--heads', 'port,efficient', '--seeds', '7',
+          '--init_seeds', '0,1', '--frozen_backbone', 'efficient'])
+    self.assertEqual(calls, [
+        ('backbone', 'efficient', 7, None),
+        ('port', 0, 7, 3, 2, 7.0), ('efficient', 0, 7, 3, 2, 7.0),
+        ('port', 1, 7, 3, 2, 7.0), ('efficient', 1, 7, 3, 2, 7.0)])
+    self.assertEqual(rows[0]['benchmark'], 'heatmap_head_ablation_backbone')
+    self.assertEqual(rows[0]['feature_shape'], [2, 2, 3])
+    self.assertEqual({r['frozen_backbone'] for r in rows[1:]}, {'efficient'})
+    self.assertEqual(rows[-1]['runs_per_head'], 2)
+    with self.assertRaises(SystemExit), contextlib.redirect_stderr(
+        io.StringIO()):
+      heatmap_head_ablation.main(['--frozen_backbone', 'bilinear'])
+
+  def test_ablation_heads_on_features_see_the_models_input_and_learn(self):
+    abl = heatmap_head_ablation
+    args = argparse.Namespace(heatmap_size=64, steps=1, batch_size=4,
+                              learning_rate=2e-3)
+    model = model_lib.RAHFModel(abl.model_config('efficient', 64))
+    params = model_lib.unbox(model.get_initial_variables(
+        jax.random.PRNGKey(0), abl.INPUT_LENGTH,
+        abl.TARGET_LENGTH)['params'])
+    rng = np.random.default_rng(0)
+    n = 6
+    data = dict(
+        image=rng.uniform(-1, 1, (n, abl.IMAGE_SIZE, abl.IMAGE_SIZE, 3)
+                          ).astype(np.float32),
+        encoder_input_tokens=rng.integers(
+            3, 50, (n, abl.INPUT_LENGTH)).astype(np.int32))
+    feats = abl.feature_maps(model, params, data, batch_size=4)
+    self.assertEqual(feats.shape, (n, 8, 8, model.config.t5.emb_dim))
+    # The model's own heads applied to the extracted features give its
+    # heatmaps.
+    out = model.module.apply({'params': params}, data['image'][:2],
+                             data['encoder_input_tokens'][:2])
+    head = heatmap_head.HeatmapHead(model.config.heatmap_head)
+    for k in rahf.HEATMAP_TYPES:
+      np.testing.assert_allclose(
+          head.apply({'params': params[f'heatmap_{k}']}, feats[:2]),
+          out[f'{k}_heatmap'], atol=1e-5, err_msg=k)
+    # Heads trained on fixed features: a constant target is learned.
+    for k in rahf.HEATMAP_TYPES:
+      data[f'{k}_heatmap'] = np.full((n, 64, 64), 0.1, np.float32)
+    losses = []
+    for steps in (1, 40):
+      args.steps = steps
+      row = abl.train_heads_on_features('efficient', feats, data, feats,
+                                        data, args, seed=0, order_seed=0)
+      losses.append(row['final_train_loss'])
+    self.assertLess(losses[1], 0.8 * losses[0])
+    self.assertEqual(row['num_train'], n)
+    self.assertLess(row['implausibility/mse_all'], 0.01)
+    with self.assertRaisesRegex(ValueError, '5 feature maps for 6'):
+      abl.train_heads_on_features('efficient', feats[:5], data, feats,
+                                  data, args, seed=0, order_seed=0)
 
   def test_run_all_sets_are_valid_commands(self):
     for name, cases in run_all.SETS.items():

@@ -318,8 +318,12 @@ class RAHF(nn.Module):
       mask = mask.reshape((batch, cfg.num_tasks) + mask.shape[1:])
     return encoded, mask
 
-  def _feature_map(self, encoded: Array) -> Array:
-    """[..., N + L, D] encoder output -> [..., h, w, D] image feature map."""
+  def feature_map(self, encoded: Array) -> Array:
+    """[..., N + L, D] encoder output -> [..., h, w, D] image feature map.
+
+    The heads' input: the encoder outputs at the patch positions, on the
+    patch grid.
+    """
     h, w = self.config.grid
     start, stop = self.config.patch_positions
     img = encoded[..., start:stop, :]
@@ -335,7 +339,7 @@ class RAHF(nn.Module):
       heatmaps' pre-sigmoid logits under '<type>_heatmap_logits'.
     """
     cfg = self.config
-    fmap = self._feature_map(encoded)
+    fmap = self.feature_map(encoded)
     out = {}
     if cfg.variant == 'multihead':
       for k in HEATMAP_TYPES:
