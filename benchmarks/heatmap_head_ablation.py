@@ -55,6 +55,14 @@ gaps, and a summary JSON line. Runs of one head differ by several percent
 from the initialisation alone (docs/performance.md), so a 2% criterion
 needs several runs per head.
 
+`--frozen_backbone HEAD` separates the heads from the training path of the
+rest of the model: per data seed the whole model is trained once with HEAD,
+its encoder's feature maps (the heads' input) are computed for the train and
+test examples, and every head of `--heads` is then trained from each
+initialisation on those fixed features (same loss, optimizer, schedule and
+example order; the backbone's row is printed first). Runs then differ only
+in the head, so the gaps have a far smaller spread than end to end.
+
 Data: `richhf_jax.data.synthetic.make_example` in process (images resized
 to 64 px, 512x512 maps resized with antialiasing); prompts and marked
 targets are tokenized by a word-level vocabulary of the generated prompts
@@ -63,6 +71,7 @@ targets are tokenized by a word-level vocabulary of the generated prompts
   python benchmarks/heatmap_head_ablation.py [--num_train 512]
       [--num_test 128] [--steps 400] [--batch_size 16] [--heatmap_size 128]
       [--heads port,efficient,narrow] [--seeds 0,1] [--init_seeds 0,1,2]
+      [--frozen_backbone port]
 """
 
 import argparse
