@@ -33,7 +33,11 @@ heatmaps, 16x the grid, the paper configuration's geometry (24x24 grid ->
              against the efficient head's 23, 3.05x fewer forward FLOPs
              than `port` for the whole model; one run, worse than
              `efficient` on implausibility by less than the run-to-run
-             spread (docs/performance.md).
+             spread (docs/performance.md);
+  refined    the efficient head whose resize moves from the logits to its
+             8-channel features, then a 4-channel 3x3 conv at the output
+             resolution before the output conv (`refine_channels`; 32
+             channels in the paper configuration, ~6 GFLOP more per head).
 
 `--heatmap_size 64` (8x the grid) drops one block of `port` (96, 48, 24)
 and `narrow` (32, 16, 8) and makes the efficient head's resize 2x: 4x
@@ -115,7 +119,7 @@ METRICS = ('cc', 'kld', 'sim', 'nss', 'auc_judd', 'mse_all')
 # Lower is better for these; higher for the others.
 LOWER_IS_BETTER = ('kld', 'mse_all')
 
-HEADS = ('port', 'efficient', 'narrow', 'wide')
+HEADS = ('port', 'efficient', 'narrow', 'wide', 'refined')
 
 
 def head_config(head: str, heatmap_size: int = 128):
@@ -136,6 +140,11 @@ def head_config(head: str, heatmap_size: int = 128):
     return heatmap_head.get_heatmap_head_config(
         'efficient', conv_channels=(96, 48), upsample_channels=(48, 24),
         final_channels=(8,), bilinear_upsample=heatmap_size // 32)
+  if head == 'refined':
+    return heatmap_head.get_heatmap_head_config(
+        'efficient', conv_channels=(96, 48), upsample_channels=(32, 16),
+        final_channels=(8,), bilinear_upsample=heatmap_size // 32,
+        refine_channels=(4,))
   if head == 'narrow':
     up = (32, 16, 8, 4) if heatmap_size == 128 else (32, 16, 8)
     return heatmap_head.get_heatmap_head_config(
@@ -315,6 +324,48 @@ def feature_maps(model: model_lib.RAHFModel, params, data: dict,
       for s in range(0, data['image'].shape[0], batch_size)])
 
 
+def backbone_features(args: argparse.Namespace, seed: int, train: dict,
+                      test: dict) -> tuple[np.ndarray, np.ndarray, dict]:
+  """Train and test feature maps of `args.frozen_backbone` trained on seed.
+
+  With `args.features_cache` they are read from (or, after training, written
+  to) an .npz there named after every flag that determines them.
+
+  Returns:
+    (train features, test features, a dict for the backbone's row).
+  """
+  path = None
+  if args.features_cache:
+    name = (f'{args.frozen_backbone}_seed{seed}_size{args.heatmap_size}_'
+            f'n{args.num_train}-{args.num_test}_steps{args.steps}_'
+            f'b{args.batch_size}_lr{args.learning_rate:g}.npz')
+    path = os.path.join(args.features_cache, name)
+    if os.path.exists(path):
+      with np.load(path, allow_pickle=False) as z:
+        feats, test_feats = z['train'], z['test']
+      if (feats.shape[0] != train['image'].shape[0]
+          or test_feats.shape[0] != test['image'].shape[0]):
+        raise ValueError(f'{path} holds {feats.shape[0]} / '
+                         f'{test_feats.shape[0]} feature maps; expected '
+                         f'{train["image"].shape[0]} / '
+                         f'{test["image"].shape[0]}')
+      common.log(f'backbone features read from {path}')
+      return feats, test_feats, dict(cached=path)
+  model, params, sec, last = train_model(args.frozen_backbone, train, args,
+                                         seed)
+  feats = feature_maps(model, params, train, args.batch_size)
+  test_feats = feature_maps(model, params, test, args.batch_size)
+  info = dict(train_sec=round(sec, 1), final_train_loss=round(
+      last.get('loss/total', float('nan')), 4))
+  if path:
+    os.makedirs(args.features_cache, exist_ok=True)
+    tmp = path + '.tmp.npz'
+    np.savez(tmp, train=feats, test=test_feats)
+    os.replace(tmp, path)
+    info['cached'] = path
+  return feats, test_feats, info
+
+
 def train_heads_on_features(head: str, features: np.ndarray, train: dict,
                             test_features: np.ndarray, test: dict,
                             args: argparse.Namespace, seed: int,
@@ -479,6 +530,10 @@ def main(argv=None) -> int:
                       'this head, then train every head of --heads from '
                       'each --init_seeds on its frozen feature maps (the '
                       'heads alone differ between runs)')
+  parser.add_argument('--features_cache', default=None,
+                      help='directory for the frozen backbone\'s feature '
+                      'maps: reused by later runs with the same flags '
+                      'instead of retraining it')
   args = parser.parse_args(argv)
   for name in ('num_train', 'num_test', 'steps', 'batch_size'):
     if getattr(args, name) < 1:
@@ -501,16 +556,13 @@ def main(argv=None) -> int:
     train, test = tokenize(train_raw, vocab), tokenize(test_raw, vocab)
     common.log(f'seed {seed}: data ready in {time.perf_counter() - t0:.1f}s')
     if args.frozen_backbone:
-      model, params, sec, last = train_model(args.frozen_backbone, train,
-                                             args, seed)
-      feats = feature_maps(model, params, train, args.batch_size)
-      test_feats = feature_maps(model, params, test, args.batch_size)
+      feats, test_feats, info = backbone_features(args, seed, train, test)
       print(json.dumps(dict(
           benchmark='heatmap_head_ablation_backbone',
           head=args.frozen_backbone, seed=seed, steps=args.steps,
-          train_sec=round(sec, 1),
-          final_train_loss=round(last.get('loss/total', float('nan')), 4),
-          feature_shape=list(feats.shape[1:])), sort_keys=True), flush=True)
+          feature_shape=list(feats.shape[1:]),
+          feature_sum=float(np.sum(feats, dtype=np.float64)), **info),
+                       sort_keys=True), flush=True)
 
     def run(head, init_seed):
       if args.frozen_backbone:

@@ -469,6 +469,23 @@ class HelpersTest(absltest.TestCase):
     self.assertEqual(rows[0]['feature_shape'], [2, 2, 3])
     self.assertEqual({r['frozen_backbone'] for r in rows[1:]}, {'efficient'})
     self.assertEqual(rows[-1]['runs_per_head'], 2)
+    self.assertEqual(rows[0]['feature_sum'], 7.0 * 3 * 2 * 2 * 3)
+    # With a cache the backbone trains once for both invocations.
+    calls.clear()
+    with tempfile.TemporaryDirectory() as cache, mock.patch.multiple(
+        heatmap_head_ablation, train_model=fake_model,
+        feature_maps=fake_features, train_heads_on_features=fake_heads):
+      argv = ['--num_train', '3', '--num_test', '2', '--heatmap_size', '64',
+              '--heads', 'efficient', '--seeds', '7', '--frozen_backbone',
+              'port', '--features_cache', cache]
+      first = _run(heatmap_head_ablation.main, argv)
+      second = _run(heatmap_head_ablation.main, argv)
+    self.assertEqual(calls, [('backbone', 'port', 7, None),
+                             ('efficient', 7, 7, 3, 2, 7.0),
+                             ('efficient', 7, 7, 3, 2, 7.0)])
+    self.assertIn('train_sec', first[0])
+    self.assertEqual(second[0]['cached'], first[0]['cached'])
+    self.assertEqual(second[0]['feature_sum'], first[0]['feature_sum'])
     with self.assertRaises(SystemExit), contextlib.redirect_stderr(
         io.StringIO()):
       heatmap_head_ablation.main(['--frozen_backbone', 'bilinear'])

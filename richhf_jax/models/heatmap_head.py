@@ -104,6 +104,13 @@ class HeatmapHeadConfig:
     bilinear_upsample: integer factor of a bilinear resize of the logits
       after the last conv, when `output_size` is not set (1 = none). Counts
       in `upsample_factor`, so the output size still follows the grid.
+    refine_channels: output channels of stride-1 convs at the output
+      resolution (`refine_conv_{i}`, each followed by the ops of
+      `final_order`). When set, the bilinear resize (`output_size` or
+      `bilinear_upsample`) moves from the logits to the last final conv's
+      features, and these convs and `out_conv` run on the resized features:
+      a few channels at full resolution that can sharpen what the resize
+      blurs. Empty (the default) = resize the logits.
     remat: rematerialize each upsampling block in the backward pass: its
       high-resolution activations are recomputed instead of stored (only the
       block inputs are kept). Same parameters and outputs.
@@ -136,6 +143,7 @@ class HeatmapHeadConfig:
   use_bias: bool = True
   output_size: tuple[int, int] | None = None
   bilinear_upsample: int = 1
+  refine_channels: tuple[int, ...] = ()
   remat: bool = False
   batch_chunks: int = 1
   deconv_method: str = 'phase'
@@ -145,6 +153,7 @@ class HeatmapHeadConfig:
     conv_layers.check_channels(self.conv_channels, 'conv_channels')
     conv_layers.check_channels(self.upsample_channels, 'upsample_channels')
     conv_layers.check_channels(self.final_channels, 'final_channels')
+    conv_layers.check_channels(self.refine_channels, 'refine_channels')
     for field in ('conv_order', 'upsample_order', 'final_order'):
       conv_layers.check_choice(getattr(self, field),
                                conv_layers.POST_CONV_ORDERS, field)
@@ -285,15 +294,26 @@ class HeatmapHead(nn.Module):
       x = self._conv_block(x, features, cfg.final_order, f'final_conv_{i}',
                            f'final_norm_{i}')
 
+    batch, h, w = x.shape[:3]
+    size = cfg.output_size
+    if size is None and cfg.bilinear_upsample > 1:
+      size = (h * cfg.bilinear_upsample, w * cfg.bilinear_upsample)
+    resize = size is not None and tuple(size) != (h, w)
+    if cfg.refine_channels:
+      # [B, H, W, C] -> [B, H', W', C] -> [B, H', W', refine_channels[-1]]
+      if resize:
+        x = jax.image.resize(x, (batch, *size, x.shape[-1]),
+                             method='bilinear').astype(cfg.dtype)
+        resize = False
+      for i, features in enumerate(cfg.refine_channels):
+        x = self._conv_block(x, features, cfg.final_order,
+                             f'refine_conv_{i}', f'refine_norm_{i}')
+
     # float32 island for the cheap 1-channel logits: [B, H, W, 1] -> [B, H, W].
     out_conv = conv_layers.conv2d(1, cfg.kernel_size, 1, cfg.use_bias,
                                   jnp.float32, 'out_conv')
     logits = out_conv(x)[..., 0]
-    batch, h, w = logits.shape
-    size = cfg.output_size
-    if size is None and cfg.bilinear_upsample > 1:
-      size = (h * cfg.bilinear_upsample, w * cfg.bilinear_upsample)
-    if size is not None and tuple(size) != (h, w):
+    if resize:
       logits = jax.image.resize(logits, (batch, *size), method='bilinear')
     return logits
 

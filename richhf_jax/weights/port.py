@@ -350,9 +350,11 @@ def _check_port_heatmap(cfg: heatmap_head_lib.HeatmapHeadConfig) -> None:
   bad = {k: getattr(cfg, k) for k, v in want.items() if getattr(cfg, k) != v}
   if len(cfg.final_channels) != 1:
     bad['final_channels'] = cfg.final_channels
+  if cfg.refine_channels:
+    bad['refine_channels'] = cfg.refine_channels
   if bad:
     raise ValueError(f'the port\'s heatmap head layout needs {want} and one '
-                     f'final conv; the config has {bad}')
+                     f'final conv, no refine convs; the config has {bad}')
 
 
 def heatmap_table(cfg: heatmap_head_lib.HeatmapHeadConfig, ours: str,

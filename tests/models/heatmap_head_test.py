@@ -340,6 +340,36 @@ class HeatmapHeadTest(parameterized.TestCase):
     out = jax.eval_shape(heatmap_head.HeatmapHead(fixed).apply, params, x)
     self.assertEqual(out.shape, (2, 10, 6))
 
+  def test_refine_convs_run_on_resized_features(self):
+    config = heatmap_head.get_heatmap_head_config(
+        'tiny', bilinear_upsample=3, refine_channels=(4,))
+    head = heatmap_head.HeatmapHead(config)
+    x = _normal((2, 2, 3, 8))
+    params = _random_params(head, x)
+    self.assertEqual(params['refine_conv_0']['kernel'].shape, (3, 3, 16, 4))
+    self.assertEqual(params['out_conv']['kernel'].shape, (3, 3, 4, 1))
+    logits, state = jax.jit(functools.partial(
+        head.apply, return_logits=True,
+        capture_intermediates=True))({'params': params}, x)
+    self.assertEqual(logits.shape, (2, 24, 36))
+    # The final conv's activations at 8x12, resized to the output size, then
+    # refine conv -> ReLU -> output conv at 24x36.
+    feats = jax.nn.relu(state['intermediates']['final_conv_0']['__call__'][0])
+    self.assertEqual(feats.shape, (2, 8, 12, 16))
+    up = jax.image.resize(feats, (2, 24, 36, 16), method='bilinear')
+    refine = conv_layers.conv2d(4, 3, 1, True, jnp.float32, 'r')
+    out = conv_layers.conv2d(1, 3, 1, True, jnp.float32, 'o')
+    want = out.apply({'params': params['out_conv']}, jax.nn.relu(
+        refine.apply({'params': params['refine_conv_0']}, up)))[..., 0]
+    np.testing.assert_allclose(logits, want, rtol=1e-4, atol=1e-4)
+    # Without a resize the refine convs run at the last conv's resolution.
+    same = heatmap_head.get_heatmap_head_config('tiny', refine_channels=(4,))
+    shape = jax.eval_shape(heatmap_head.HeatmapHead(same).apply,
+                           {'params': params}, x)
+    self.assertEqual(shape.shape, (2, 8, 12))
+    with self.assertRaisesRegex(ValueError, 'refine_channels'):
+      heatmap_head.get_heatmap_head_config('tiny', refine_channels=(0,))
+
   def test_remat_keeps_params_and_outputs(self):
     config = _small_port_config()
     remat = _small_port_config(remat=True)

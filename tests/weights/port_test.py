@@ -255,6 +255,11 @@ class PortLoadTest(absltest.TestCase):
             self.config.heatmap_head, norm_type='layer'))
     with self.assertRaisesRegex(ValueError, "norm_type': 'layer'"):
       port.load(self.sd, cfg)
+    cfg = dataclasses.replace(
+        self.config, heatmap_head=dataclasses.replace(
+            self.config.heatmap_head, refine_channels=(4,)))
+    with self.assertRaisesRegex(ValueError, "refine_channels': \\(4,\\)"):
+      port.load(self.sd, cfg)
 
   def test_port_architecture_config(self):
     cfg = port.port_rahf_config()
