@@ -37,7 +37,9 @@ heatmaps, 16x the grid, the paper configuration's geometry (24x24 grid ->
   refined    the efficient head whose resize moves from the logits to its
              8-channel features, then a 4-channel 3x3 conv at the output
              resolution before the output conv (`refine_channels`; 32
-             channels in the paper configuration, ~6 GFLOP more per head).
+             channels in the paper configuration, ~5.6 GFLOP more per head
+             by hand count); on a frozen backbone no better than
+             `efficient` (docs/performance.md), not a preset.
 
 `--heatmap_size 64` (8x the grid) drops one block of `port` (96, 48, 24)
 and `narrow` (32, 16, 8) and makes the efficient head's resize 2x: 4x
