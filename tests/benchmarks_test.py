@@ -489,6 +489,9 @@ class HelpersTest(absltest.TestCase):
     with self.assertRaises(SystemExit), contextlib.redirect_stderr(
         io.StringIO()):
       heatmap_head_ablation.main(['--frozen_backbone', 'bilinear'])
+    with self.assertRaises(SystemExit), contextlib.redirect_stderr(
+        io.StringIO()):
+      heatmap_head_ablation.main(['--features_cache', '/tmp'])
 
   def test_ablation_heads_on_features_see_the_models_input_and_learn(self):
     abl = heatmap_head_ablation
