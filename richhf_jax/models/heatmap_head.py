@@ -110,7 +110,8 @@ class HeatmapHeadConfig:
       `bilinear_upsample`) moves from the logits to the last final conv's
       features, and these convs and `out_conv` run on the resized features:
       a few channels at full resolution that can sharpen what the resize
-      blurs. Empty (the default) = resize the logits.
+      blurs (in the heatmap head ablation it did not beat resizing the
+      logits; docs/performance.md). Empty (the default) = resize the logits.
     remat: rematerialize each upsampling block in the backward pass: its
       high-resolution activations are recomputed instead of stored (only the
       block inputs are kept). Same parameters and outputs.
@@ -248,7 +249,9 @@ class HeatmapHead(nn.Module):
   stays the last op, exactly as in the full-resolution head, and so that
   edges stay sharp: a logit interpolated across a boundary and then squashed
   makes a steep transition, while interpolated probabilities make a linear
-  ramp between coarse pixels. Both keep the result in [0, 1].
+  ramp between coarse pixels. Both keep the result in [0, 1]. With
+  `config.refine_channels` the features are resized instead, and the
+  refine convs and the output conv run at the output size.
 
   Attributes:
     config: the architecture.
