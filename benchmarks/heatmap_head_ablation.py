@@ -278,6 +278,14 @@ def result_row(head: str, args: argparse.Namespace, num_train: int,
   return row
 
 
+def in_batches(fn, batch_size: int, *arrays: np.ndarray):
+  """`fn` over consecutive slices of `arrays`; outputs joined on axis 0."""
+  outs = [fn(*(jnp.asarray(a[s:s + batch_size]) for a in arrays))
+          for s in range(0, arrays[0].shape[0], batch_size)]
+  return jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]),
+                      *outs)
+
+
 def train_and_eval(head: str, train: dict, test: dict,
                    args: argparse.Namespace, seed: int,
                    order_seed: int | None = None) -> dict:
@@ -294,17 +302,12 @@ def train_and_eval(head: str, train: dict, test: dict,
   """
   model, params, train_sec, last = train_model(head, train, args, seed,
                                                order_seed)
-  predict = jax.jit(lambda p, img, tok: model.module.apply(
-      {'params': p}, img, tok))
-  preds = {k: [] for k in rahf.HEATMAP_TYPES}
-  for s in range(0, test['image'].shape[0], args.batch_size):
-    out = predict(params, jnp.asarray(test['image'][s:s + args.batch_size]),
-                  jnp.asarray(test['encoder_input_tokens'][
-                      s:s + args.batch_size]))
-    for k in rahf.HEATMAP_TYPES:
-      preds[k].append(np.asarray(out[f'{k}_heatmap']))
-  return result_row(head, args, train['image'].shape[0], test,
-                    {k: np.concatenate(v) for k, v in preds.items()},
+  predict = jax.jit(lambda p, img, tok: {
+      k: model.module.apply({'params': p}, img, tok)[f'{k}_heatmap']
+      for k in rahf.HEATMAP_TYPES})
+  preds = in_batches(functools.partial(predict, params), args.batch_size,
+                     test['image'], test['encoder_input_tokens'])
+  return result_row(head, args, train['image'].shape[0], test, preds,
                     train_sec, last.get('loss/total', float('nan')))
 
 
@@ -319,11 +322,8 @@ def feature_maps(model: model_lib.RAHFModel, params, data: dict,
   fn = jax.jit(lambda p, img, tok: model.module.apply(
       {'params': p}, img, tok,
       method=lambda m, i, t: m.feature_map(m.encode(i, t)[0])))
-  return np.concatenate([
-      np.asarray(fn(params, jnp.asarray(data['image'][s:s + batch_size]),
-                    jnp.asarray(data['encoder_input_tokens'][
-                        s:s + batch_size])))
-      for s in range(0, data['image'].shape[0], batch_size)])
+  return in_batches(functools.partial(fn, params), batch_size,
+                    data['image'], data['encoder_input_tokens'])
 
 
 def backbone_features(args: argparse.Namespace, seed: int, train: dict,
@@ -410,11 +410,8 @@ def train_heads_on_features(head: str, features: np.ndarray, train: dict,
     total = 0.0
     for k in rahf.HEATMAP_TYPES:
       logits = module.apply({'params': p[k]}, f, return_logits=True)
-      if config.heatmap_loss == 'bce':
-        per_pixel = optax.sigmoid_binary_cross_entropy(logits, targets[k])
-      else:
-        per_pixel = jnp.square(jax.nn.sigmoid(logits) - targets[k])
-      total += config.heatmap_loss_weight * jnp.mean(per_pixel)
+      total += config.heatmap_loss_weight * jnp.mean(
+          model_lib.heatmap_pixel_loss(config, logits, targets[k]))
     return total
 
   # The trainer's XLA options (on CPU the convolutions stay out of YNNPACK
@@ -444,13 +441,9 @@ def train_heads_on_features(head: str, features: np.ndarray, train: dict,
   predict = jax.jit(lambda p, f: {
       k: jax.nn.sigmoid(module.apply({'params': p[k]}, f, return_logits=True))
       for k in rahf.HEATMAP_TYPES}, compiler_options=options)
-  preds = {k: [] for k in rahf.HEATMAP_TYPES}
-  for s in range(0, test_features.shape[0], args.batch_size):
-    out = predict(params, jnp.asarray(test_features[s:s + args.batch_size]))
-    for k in rahf.HEATMAP_TYPES:
-      preds[k].append(np.asarray(out[k]))
-  return result_row(head, args, features.shape[0], test,
-                    {k: np.concatenate(v) for k, v in preds.items()},
+  preds = in_batches(functools.partial(predict, params), args.batch_size,
+                     test_features)
+  return result_row(head, args, features.shape[0], test, preds,
                     train_sec, float(loss))
 
 

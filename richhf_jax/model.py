@@ -90,6 +90,15 @@ def weighted_mean(values: Array, weights: Array) -> Array:
   return jnp.sum(weights * values) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
+def heatmap_pixel_loss(config: rahf.RAHFConfig, logits: Array,
+                       target: Array) -> Array:
+  """Per-pixel heatmap loss (`config.heatmap_loss`) of [B, H, W] logits."""
+  target = target.astype(jnp.float32)
+  if config.heatmap_loss == 'bce':
+    return optax.sigmoid_binary_cross_entropy(logits, target)
+  return jnp.square(jax.nn.sigmoid(logits) - target)
+
+
 def cross_entropy(logits: Array, targets: Array,
                   weights: Array) -> tuple[Array, Array]:
   """Weighted mean token cross entropy and accuracy (float32)."""
@@ -166,12 +175,8 @@ class RAHFModel:
     total = 0.0
     hm_w = example_weights(batch, 'heatmap_weight')
     for k in rahf.HEATMAP_TYPES:
-      gt = batch[f'{k}_heatmap'].astype(jnp.float32)
-      if cfg.heatmap_loss == 'bce':
-        per_pixel = optax.sigmoid_binary_cross_entropy(
-            out[f'{k}_heatmap_logits'], gt)
-      else:
-        per_pixel = jnp.square(out[f'{k}_heatmap'] - gt)
+      per_pixel = heatmap_pixel_loss(cfg, out[f'{k}_heatmap_logits'],
+                                     batch[f'{k}_heatmap'])
       term = weighted_mean(jnp.mean(per_pixel, axis=(1, 2)), hm_w)
       aux[f'loss/{k}_heatmap'] = term
       total += cfg.heatmap_loss_weight * term
